@@ -1,0 +1,284 @@
+"""Avro encoding of `MessageEvent`s, and decoding for consumers.
+
+Wire formats, both self-describing so that a consumer can find the schema from the bytes alone:
+
+- Avro single-object encoding (the default): ``C3 01`` + the schema's 8-byte CRC-64-AVRO fingerprint
+  (little-endian) + the Avro binary body.
+- Confluent framing (when a schema registry is configured): ``00`` + the 4-byte big-endian schema id + body.
+
+Consumers call `decode(value)`; the Confluent form also needs `registry_url` (or a registry object).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import urllib.request
+from collections.abc import Mapping
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from emitter.records import (
+    Action,
+    Entity,
+    Forward,
+    Media,
+    MessageEvent,
+    Reaction,
+    Reply,
+    Sender,
+)
+
+SCHEMA_DIR: Final = Path(__file__).resolve().parent / "schemas"
+MESSAGE_SCHEMA_FILE: Final = SCHEMA_DIR / "telegram_message.avsc"
+SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
+CONFLUENT_MAGIC: Final = b"\x00"
+CONTENT_TYPE_SINGLE_OBJECT: Final = "application/vnd.apache.avro+binary; schema=io.telegram_emitter.v1.MessageEvent"
+CONTENT_TYPE_CONFLUENT: Final = "application/vnd.confluent.avro"
+
+AvroRecord = dict[str, Any]
+"""A decoded record: Avro's generic representation (dicts, lists, aware datetimes for timestamps)."""
+
+
+class Schema:
+    """A parsed Avro schema with its fingerprint, parsed once and reused for every record."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = dict(raw)
+        self.parsed = fastavro.parse_schema(dict(raw))
+        self.canonical = to_parsing_canonical_form(self.parsed)
+        self.fingerprint = bytes.fromhex(fingerprint(self.canonical, "CRC-64-AVRO"))
+
+    @classmethod
+    def load(cls, path: Path) -> Schema:
+        """Read an `.avsc` file."""
+        return cls(json.loads(path.read_text(encoding="utf-8")))
+
+    @property
+    def full_name(self) -> str:
+        """The schema's namespace-qualified name."""
+        return f"{self.raw.get('namespace', '')}.{self.raw['name']}".lstrip(".")
+
+
+@cache
+def message_schema() -> Schema:
+    """The schema of the records on `telegram-messages`."""
+    return Schema.load(MESSAGE_SCHEMA_FILE)
+
+
+@cache
+def _known_by_fingerprint() -> dict[bytes, Schema]:
+    schemas = (Schema.load(p) for p in sorted(SCHEMA_DIR.glob("*.avsc")))
+    return {s.fingerprint: s for s in schemas}
+
+
+# --- MessageEvent -> Avro generic record -------------------------------------------------------------
+
+
+def _sender(s: Sender | None) -> AvroRecord | None:
+    if s is None:
+        return None
+    return {"id": s.id, "kind": s.kind.value, "name": s.name, "username": s.username, "is_bot": s.is_bot}
+
+
+def _entity(e: Entity) -> AvroRecord:
+    return {
+        "type": e.type,
+        "offset": e.offset,
+        "length": e.length,
+        "url": e.url,
+        "user_id": e.user_id,
+        "language": e.language,
+        "custom_emoji_id": e.custom_emoji_id,
+    }
+
+
+def _reply(r: Reply | None) -> AvroRecord | None:
+    if r is None:
+        return None
+    return {
+        "to_message_id": r.to_message_id,
+        "to_top_id": r.to_top_id,
+        "forum_topic": r.forum_topic,
+        "to_peer_id": r.to_peer_id,
+        "quote_text": r.quote_text,
+    }
+
+
+def _forward(f: Forward | None) -> AvroRecord | None:
+    if f is None:
+        return None
+    return {
+        "from_id": f.from_id,
+        "from_name": f.from_name,
+        "date": f.date,
+        "channel_post": f.channel_post,
+        "post_author": f.post_author,
+        "saved_from_peer": f.saved_from_peer,
+        "saved_from_msg_id": f.saved_from_msg_id,
+    }
+
+
+_MEDIA_FIELDS: Final = tuple(f for f in Media.__slots__ if f != "poll_answers")  # type: ignore[attr-defined]
+
+
+def _media(m: Media | None) -> AvroRecord | None:
+    if m is None:
+        return None
+    out: AvroRecord = {name: getattr(m, name) for name in _MEDIA_FIELDS}
+    out["poll_answers"] = list(m.poll_answers)
+    return out
+
+
+def _reaction(r: Reaction) -> AvroRecord:
+    return {"emoji": r.emoji, "count": r.count}
+
+
+def _action(a: Action | None) -> AvroRecord | None:
+    if a is None:
+        return None
+    return {
+        "type": a.type,
+        "actor_id": a.actor_id,
+        "user_ids": list(a.user_ids),
+        "title": a.title,
+        "peer_id": a.peer_id,
+        "message_id": a.message_id,
+        "text": a.text,
+    }
+
+
+def to_avro(event: MessageEvent) -> AvroRecord:
+    """The Avro generic record of an event (field for field; enums as their names)."""
+    g = event.group
+    return {
+        "event_type": event.event_type.value,
+        "group": {"id": g.id, "title": g.title, "username": g.username, "type": g.type.value},
+        "message_id": event.message_id,
+        "date": event.date,
+        "edit_date": event.edit_date,
+        "sender": _sender(event.sender),
+        "text": event.text,
+        "entities": [_entity(e) for e in event.entities],
+        "reply": _reply(event.reply),
+        "forward": _forward(event.forward),
+        "media": _media(event.media),
+        "grouped_id": event.grouped_id,
+        "views": event.views,
+        "forwards": event.forwards,
+        "replies": event.replies,
+        "reactions": [_reaction(r) for r in event.reactions],
+        "post_author": event.post_author,
+        "via_bot_id": event.via_bot_id,
+        "pinned": event.pinned,
+        "is_post": event.is_post,
+        "action": _action(event.action),
+        "source": event.source.value,
+        "ingest_time": event.ingest_time,
+        "extra": dict(event.extra),
+    }
+
+
+# --- framing -------------------------------------------------------------------------------------------
+
+
+class Encoder:
+    """Encodes events for Kafka: Avro binary behind a single-object or Confluent header."""
+
+    def __init__(self, schema: Schema | None = None, confluent_schema_id: int | None = None) -> None:
+        self.schema = schema or message_schema()
+        if confluent_schema_id is None:
+            self.header = SINGLE_OBJECT_MAGIC + self.schema.fingerprint
+            self.content_type = CONTENT_TYPE_SINGLE_OBJECT
+        else:
+            self.header = CONFLUENT_MAGIC + struct.pack(">I", confluent_schema_id)
+            self.content_type = CONTENT_TYPE_CONFLUENT
+
+    def encode(self, event: MessageEvent) -> bytes:
+        """The framed Avro bytes of one event."""
+        return self.encode_record(to_avro(event))
+
+    def encode_record(self, record: AvroRecord) -> bytes:
+        """The framed Avro bytes of a generic record of this encoder's schema."""
+        buf = io.BytesIO()
+        buf.write(self.header)
+        fastavro.schemaless_writer(buf, self.schema.parsed, record)
+        return buf.getvalue()
+
+
+def decode(value: bytes, *, registry: SchemaRegistry | str | None = None) -> AvroRecord:
+    """The record inside a framed value from `telegram-messages`.
+
+    Args:
+        value: the Kafka record value.
+        registry: the schema registry (or its URL) for Confluent-framed values; not needed otherwise.
+
+    Raises:
+        ValueError: the bytes are not a framed record of a known schema.
+    """
+    if value[:2] == SINGLE_OBJECT_MAGIC:
+        schema = _known_by_fingerprint().get(value[2:10])
+        if schema is None:
+            raise ValueError(f"unknown schema fingerprint {value[2:10].hex()}: not a schema in {SCHEMA_DIR}")
+        body = value[10:]
+    elif value[:1] == CONFLUENT_MAGIC and len(value) >= 5:
+        if registry is None:
+            raise ValueError("Confluent-framed record: pass registry= (the schema registry URL)")
+        reg = SchemaRegistry(registry) if isinstance(registry, str) else registry
+        schema = reg.schema_by_id(struct.unpack(">I", value[1:5])[0])
+        body = value[5:]
+    else:
+        raise ValueError(f"not a framed Avro record (first bytes {value[:2].hex() or 'empty'})")
+    record: AvroRecord = fastavro.schemaless_reader(io.BytesIO(body), schema.parsed, schema.parsed)
+    return record
+
+
+def to_json_ready(record: AvroRecord) -> Any:
+    """A decoded record with datetimes as ISO 8601 strings, ready for `json.dumps`."""
+    if isinstance(record, dict):
+        return {k: to_json_ready(v) for k, v in record.items()}
+    if isinstance(record, list):
+        return [to_json_ready(v) for v in record]
+    if isinstance(record, datetime):
+        return record.isoformat().replace("+00:00", "Z")
+    return record
+
+
+class SchemaRegistry:
+    """A minimal Confluent-compatible schema registry client (register and fetch by id)."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._by_id: dict[int, Schema] = {}
+
+    def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(  # noqa: S310 - the URL is the operator's configured registry
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+        )
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - same
+            return json.loads(resp.read())
+
+    def register(self, subject: str, schema: Schema) -> int:
+        """Register `schema` under `subject` (idempotent on the registry's side) and return its id."""
+        doc = self._request("POST", f"/subjects/{subject}/versions", {"schema": json.dumps(schema.raw)})
+        schema_id = int(doc["id"])
+        self._by_id[schema_id] = schema
+        return schema_id
+
+    def schema_by_id(self, schema_id: int) -> Schema:
+        """The schema with this id, fetched once and cached."""
+        if schema_id not in self._by_id:
+            doc = self._request("GET", f"/schemas/ids/{schema_id}")
+            self._by_id[schema_id] = Schema(json.loads(doc["schema"]))
+        return self._by_id[schema_id]

@@ -1,0 +1,200 @@
+"""The pure record of one Telegram message event, independent of where it came from or where it goes.
+
+Every source (Telethon, a Desktop export, the demo generator) maps its input to `MessageEvent`; the codec
+turns a `MessageEvent` into Avro. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+class EventType(enum.StrEnum):
+    """What happened to the message."""
+
+    NEW = "NEW"
+    EDIT = "EDIT"
+    DELETE = "DELETE"
+
+
+class Source(enum.StrEnum):
+    """Which path of the emitter produced the event."""
+
+    BACKFILL = "BACKFILL"
+    LIVE = "LIVE"
+    SWEEP = "SWEEP"
+    EXPORT = "EXPORT"
+    DEMO = "DEMO"
+
+
+class GroupType(enum.StrEnum):
+    """The kind of Telegram chat a group is."""
+
+    CHANNEL = "CHANNEL"
+    SUPERGROUP = "SUPERGROUP"
+    GROUP = "GROUP"
+    PRIVATE = "PRIVATE"
+    UNKNOWN = "UNKNOWN"
+
+
+class PeerKind(enum.StrEnum):
+    """The kind of peer that sent or forwarded a message."""
+
+    USER = "USER"
+    CHANNEL = "CHANNEL"
+    CHAT = "CHAT"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A monitored chat. `id` is Telegram's marked id (channels -100…, basic groups negative)."""
+
+    id: int
+    title: str | None = None
+    username: str | None = None
+    type: GroupType = GroupType.UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who sent the message, as far as the source knows."""
+
+    id: int
+    kind: PeerKind = PeerKind.USER
+    name: str | None = None
+    username: str | None = None
+    is_bot: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A formatting entity over `text`, in UTF-16 code units as Telegram counts them."""
+
+    type: str
+    offset: int
+    length: int
+    url: str | None = None
+    user_id: int | None = None
+    language: str | None = None
+    custom_emoji_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the message answers: a message, a thread top, or a forum topic."""
+
+    to_message_id: int | None = None
+    to_top_id: int | None = None
+    forum_topic: bool = False
+    to_peer_id: int | None = None
+    quote_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """The forward header of a forwarded message."""
+
+    from_id: int | None = None
+    from_name: str | None = None
+    date: datetime | None = None
+    channel_post: int | None = None
+    post_author: str | None = None
+    saved_from_peer: int | None = None
+    saved_from_msg_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """Metadata of attached media; the bytes are never downloaded."""
+
+    type: str
+    id: int | None = None
+    mime_type: str | None = None
+    size: int | None = None
+    file_name: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    title: str | None = None
+    performer: str | None = None
+    url: str | None = None
+    description: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    phone_number: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    emoji: str | None = None
+    poll_question: str | None = None
+    poll_answers: tuple[str, ...] = ()
+    poll_closed: bool | None = None
+    poll_total_voters: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One reaction and how many chose it."""
+
+    emoji: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A service message's action (join, pin, migration, title change, …)."""
+
+    type: str
+    actor_id: int | None = None
+    user_ids: tuple[int, ...] = ()
+    title: str | None = None
+    peer_id: int | None = None
+    message_id: int | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """One NEW, EDIT or DELETE event of one message in one group."""
+
+    event_type: EventType
+    group: Group
+    message_id: int
+    source: Source
+    ingest_time: datetime
+    date: datetime | None = None
+    edit_date: datetime | None = None
+    sender: Sender | None = None
+    text: str = ""
+    entities: tuple[Entity, ...] = ()
+    reply: Reply | None = None
+    forward: Forward | None = None
+    media: Media | None = None
+    grouped_id: int | None = None
+    views: int | None = None
+    forwards: int | None = None
+    replies: int | None = None
+    reactions: tuple[Reaction, ...] = ()
+    post_author: str | None = None
+    via_bot_id: int | None = None
+    pinned: bool = False
+    is_post: bool = False
+    action: Action | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def group_id(self) -> int:
+        """The marked id of the group: the Kafka key and the cursor's key."""
+        return self.group.id
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC, at millisecond precision as Avro stores it."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def from_unix(seconds: int | float) -> datetime:
+    """A Unix timestamp as an aware UTC datetime."""
+    return datetime.fromtimestamp(seconds, UTC)

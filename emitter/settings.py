@@ -1,0 +1,335 @@
+"""Configuration: defaults < INI file < environment < command-line flags, validated at start-up.
+
+The INI layout is the one tgdata users already have (``[telegram] api_id / api_hash / session_file /
+phone``), with ``[kafka]``, ``[emitter]`` and ``[telemetry]`` beside it. Environment variables are
+``EMITTER_<SECTION>__<KEY>`` (for example ``EMITTER_KAFKA__BOOTSTRAP_SERVERS``), plus the container-friendly
+``TELEGRAM_API_ID``, ``TELEGRAM_API_HASH`` and ``TELEGRAM_SESSION``. Unknown keys and bad values fail with
+one line that names the key and what was expected (`ConfigError`); secrets are `SecretStr` and are never
+echoed back.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from emitter.errors import ConfigError
+
+ENV_PREFIX = "EMITTER_"
+ENV_ALIASES: Mapping[str, tuple[str, str]] = {
+    "TELEGRAM_API_ID": ("telegram", "api_id"),
+    "TELEGRAM_API_HASH": ("telegram", "api_hash"),
+    "TELEGRAM_SESSION": ("telegram", "session"),
+}
+"""Short variables that container platforms and tgdata users already set."""
+
+_GROUP_SPEC = re.compile(
+    r"""^(?:
+        -?\d+                                         # marked id: -100…, -…, or a user id
+      | @?[A-Za-z][A-Za-z0-9_]{3,31}                  # @username
+      | (?:https?://)?(?:t|telegram)\.me/[A-Za-z][A-Za-z0-9_]{3,31}/?  # t.me link
+    )$""",
+    re.VERBOSE,
+)
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+_ini_path: ContextVar[Path | None] = ContextVar("_ini_path", default=None)
+
+
+def _split_list(value: Any) -> Any:
+    """INI and environment give lists as comma-separated text."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TelegramSettings(_Section):
+    """The Telegram account and the groups to monitor."""
+
+    api_id: int | None = Field(default=None, gt=0, description="API id from my.telegram.org.")
+    api_hash: SecretStr | None = Field(default=None, description="API hash from my.telegram.org.")
+    session: SecretStr | None = Field(default=None, description="A StringSession (wins over session_file).")
+    session_file: Path | None = Field(default=None, description="Telethon session file.")
+    phone: str | None = Field(default=None, description="Phone number, for `emitter login` only.")
+    groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Groups: marked ids, @usernames or t.me links, comma-separated."
+    )
+    flood_sleep_threshold: int = Field(default=60, ge=0, description="FloodWaits up to this many seconds are slept through.")
+    sweep_interval: float = Field(default=30.0, gt=0, description="Seconds between gap-filling sweeps.")
+
+    _split_groups = field_validator("groups", mode="before")(_split_list)
+
+    @field_validator("groups")
+    @classmethod
+    def _check_groups(cls, groups: list[str]) -> list[str]:
+        for spec in groups:
+            if not _GROUP_SPEC.match(spec):
+                raise ValueError(f"{spec!r} is not a group: expected a numeric marked id, @username or t.me link")
+        return groups
+
+
+class KafkaSettings(_Section):
+    """Where records and cursors go."""
+
+    bootstrap_servers: Annotated[list[str], NoDecode] | None = Field(
+        default=None, description="host:port list; unset means the embedded file sink."
+    )
+    topic: str = Field(default="telegram-messages", pattern=_NAME.pattern)
+    cursor_topic: str = Field(default="telegram-emitter-cursors", pattern=_NAME.pattern)
+    partitions: int = Field(default=3, gt=0, le=10000)
+    replication_factor: int = Field(default=1, gt=0, le=32767)
+    transactional_id_prefix: str = Field(default="telegram-emitter", pattern=_NAME.pattern)
+    transaction_timeout_ms: int = Field(default=60000, ge=1000, le=900000)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    compression: Literal["none", "gzip", "lz4", "snappy", "zstd"] = "none"
+    schema_registry_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: Any) -> Any:
+        value = _split_list(value)
+        return value or None
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, servers: list[str] | None) -> list[str] | None:
+        for server in servers or ():
+            port = server.rsplit(":", 1)[-1]
+            if not _HOST_PORT.match(server) or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not a broker address: expected host:port, for example 127.0.0.1:9092")
+        return servers
+
+    @model_validator(mode="after")
+    def _check_sasl(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_"):
+            if self.sasl_mechanism is None:
+                raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+            if not self.sasl_username or self.sasl_password is None:
+                raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username and sasl_password")
+        return self
+
+
+class EmitterSettings(_Section):
+    """The emitter's own behaviour."""
+
+    instance: str = Field(default="default", pattern=_NAME.pattern, description="Identity: cursor keys, transactional id.")
+    source: Literal["auto", "demo", "export", "telegram"] = Field(
+        default="auto", description="auto: telegram when api_id is set, export when export_path is, else demo."
+    )
+    sink: Literal["auto", "kafka", "file"] = Field(
+        default="auto", description="auto: kafka when bootstrap_servers is set, else file."
+    )
+    data_dir: Path = Field(default=Path("data"), description="File sink output and embedded state.")
+    export_path: Path | None = Field(default=None, description="Telegram Desktop export: result.json or its folder.")
+    batch_size: int = Field(default=500, gt=0, le=100000, description="Most records in one transaction.")
+    batch_timeout_ms: int = Field(default=200, gt=0, le=600000, description="Longest wait before a partial batch commits.")
+    max_in_flight: int = Field(default=10000, gt=0, description="Events buffered before sources are slowed.")
+    drain_timeout: float = Field(default=20.0, gt=0, description="Seconds to commit and stop after SIGTERM.")
+    file_rotate_bytes: int = Field(default=64 * 1024 * 1024, ge=4096, description="File sink: rotate a group's file past this size.")
+    demo_groups: int = Field(default=2, gt=0, le=1000)
+    demo_history: int = Field(default=1000, ge=0, description="Demo: messages already in each group's history.")
+    demo_rate: float = Field(default=5.0, gt=0, description="Demo: new messages per second per group.")
+    demo_limit: int | None = Field(default=None, gt=0, description="Demo: stop each group after this many messages.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class TelemetrySettings(_Section):
+    """Traces and metrics."""
+
+    service_name: str = Field(default="telegram-emitter", pattern=_NAME.pattern)
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    sampling_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    http_port: int | None = Field(default=None, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
+
+
+class _IniSource(InitSettingsSource):
+    """The INI file, read as nested sections."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls, init_kwargs=read_ini(_ini_path.get()))
+
+
+class _AliasSource(InitSettingsSource):
+    """TELEGRAM_API_ID and friends."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        nested: dict[str, dict[str, str]] = {}
+        for var, (section, key) in ENV_ALIASES.items():
+            if var in os.environ:
+                nested.setdefault(section, {})[key] = os.environ[var]
+        super().__init__(settings_cls, init_kwargs=nested)
+
+
+class Settings(BaseSettings):
+    """All configuration of one emitter instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    telegram: TelegramSettings = TelegramSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    emitter: EmitterSettings = EmitterSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: flags, EMITTER_* variables, short aliases, the INI file, then defaults.
+        return init_settings, env_settings, _AliasSource(settings_cls), _IniSource(settings_cls)
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> Settings:
+        if self.source_kind == "telegram":
+            if self.telegram.api_id is None:
+                raise ValueError("telegram.api_id is required by the telegram source: expected the API id from my.telegram.org")
+            if self.telegram.api_hash is None:
+                raise ValueError("telegram.api_hash is required by the telegram source: expected the API hash from my.telegram.org")
+            if not self.telegram.groups:
+                raise ValueError("telegram.groups is empty: expected at least one group (marked id, @username or t.me link)")
+        if self.source_kind == "export" and self.emitter.export_path is None:
+            raise ValueError("emitter.export_path is required by the export source: expected a result.json or its folder")
+        if self.emitter.sink == "kafka" and not self.kafka.bootstrap_servers:
+            raise ValueError("kafka.bootstrap_servers is required by the kafka sink: expected host:port")
+        return self
+
+    @property
+    def source_kind(self) -> Literal["demo", "export", "telegram"]:
+        """The source in effect once `auto` is resolved."""
+        if self.emitter.source != "auto":
+            return self.emitter.source
+        if self.telegram.api_id is not None:
+            return "telegram"
+        if self.emitter.export_path is not None:
+            return "export"
+        return "demo"
+
+    @property
+    def sink_kind(self) -> Literal["kafka", "file"]:
+        """The sink in effect once `auto` is resolved."""
+        if self.emitter.sink != "auto":
+            return self.emitter.sink
+        return "kafka" if self.kafka.bootstrap_servers else "file"
+
+
+_SECTIONS = {name: model for name, model in Settings.model_fields.items()}
+
+
+def read_ini(path: Path | None) -> dict[str, dict[str, str]]:
+    """The INI file as nested dicts; unknown sections and keys fail with the key's name."""
+    if path is None:
+        return {}
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as f:
+            parser.read_file(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file {str(path)!r} does not exist: expected a readable INI file") from e
+    except (OSError, configparser.Error, UnicodeDecodeError) as e:
+        first_line = str(e).splitlines()[0]
+        raise ConfigError(f"config file {str(path)!r} is not valid INI: {first_line}") from e
+    out: dict[str, dict[str, str]] = {}
+    for section in parser.sections():
+        if section not in _SECTIONS:
+            raise ConfigError(
+                f"config file {str(path)!r}: unknown section [{section}]: expected one of {', '.join(_SECTIONS)}"
+            )
+        out[section] = dict(parser.items(section))
+    return out
+
+
+def _check_env_keys() -> None:
+    """EMITTER_* variables that name no setting are typos: fail rather than ignore them."""
+    for var in os.environ:
+        if not var.upper().startswith(ENV_PREFIX) or var.upper() == "EMITTER_CONFIG":
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition("__")
+        model = _SECTIONS.get(section)
+        annotation = model.annotation if model else None
+        if annotation is None or key not in annotation.model_fields:  # type: ignore[union-attr]
+            raise ConfigError(
+                f"environment variable {var} names no setting: expected EMITTER_<SECTION>__<KEY>, "
+                f"sections {', '.join(_SECTIONS)}"
+            )
+
+
+def _describe(error: Mapping[str, Any], secret_keys: set[str]) -> str:
+    loc = ".".join(str(p) for p in error["loc"] if not isinstance(p, int))
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {loc}: expected one of the keys in the README's configuration reference"
+    if not loc:
+        return msg
+    if loc in secret_keys or error["type"] == "value_error":
+        return f"{loc}: {msg}"
+    return f"{loc} = {error.get('input')!r}: expected {msg.removeprefix('Input should be ')}"
+
+
+def load_settings(config_file: Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
+    """Read and validate the configuration.
+
+    Args:
+        config_file: the INI file; defaults to $EMITTER_CONFIG, then ./config.ini if it exists.
+        overrides: values from flags or code, as ``{"section": {"key": value}}``; they win over everything.
+
+    Raises:
+        ConfigError: one line naming the bad key and what was expected.
+    """
+    if config_file is None:
+        env_path = os.environ.get("EMITTER_CONFIG")
+        if env_path:
+            config_file = Path(env_path)
+        elif Path("config.ini").is_file():
+            config_file = Path("config.ini")
+    _check_env_keys()
+    token = _ini_path.set(config_file)
+    try:
+        return Settings(**{k: dict(v) for k, v in (overrides or {}).items()})
+    except ValidationError as e:
+        secret_keys = {"telegram.api_hash", "telegram.session", "kafka.sasl_password"}
+        raise ConfigError(_describe(e.errors()[0], secret_keys)) from None
+    finally:
+        _ini_path.reset(token)
