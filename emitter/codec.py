@@ -125,7 +125,7 @@ def _forward(f: Forward | None) -> AvroRecord | None:
     }
 
 
-_MEDIA_FIELDS: Final = tuple(f for f in Media.__slots__ if f != "poll_answers")  # type: ignore[attr-defined]
+_MEDIA_FIELDS: Final = tuple(f for f in Media.__slots__ if f != "poll_answers")
 
 
 def _media(m: Media | None) -> AvroRecord | None:
@@ -235,7 +235,9 @@ def decode(value: bytes, *, registry: SchemaRegistry | str | None = None) -> Avr
         body = value[5:]
     else:
         raise ValueError(f"not a framed Avro record (first bytes {value[:2].hex() or 'empty'})")
-    record: AvroRecord = fastavro.schemaless_reader(io.BytesIO(body), schema.parsed, schema.parsed)
+    record = fastavro.schemaless_reader(io.BytesIO(body), schema.parsed, schema.parsed)
+    if not isinstance(record, dict):
+        raise ValueError(f"{schema.full_name} is not a record schema")
     return record
 
 

@@ -117,6 +117,8 @@ class GroupCursor:
         """Parse `to_bytes` output; raises ValueError on anything else."""
         try:
             doc = json.loads(data)
+            if not isinstance(doc, dict):
+                raise ValueError("not a cursor record: expected a JSON object")
             if doc.get("v") != _FORMAT_VERSION:
                 raise ValueError(f"unsupported cursor format version {doc.get('v')!r}")
             above = _merge((int(lo), int(hi)) for lo, hi in doc.get("above", ()))
@@ -129,5 +131,5 @@ class GroupCursor:
                 None if failed is None else str(failed),
                 None if moved_to is None else int(moved_to),
             )
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a cursor record: {e}") from e

@@ -81,7 +81,9 @@ class TelegramSettings(_Section):
     groups: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Groups: marked ids, @usernames or t.me links, comma-separated."
     )
-    flood_sleep_threshold: int = Field(default=60, ge=0, description="FloodWaits up to this many seconds are slept through.")
+    flood_sleep_threshold: int = Field(
+        default=60, ge=0, description="FloodWaits up to this many seconds are slept through."
+    )
     sweep_interval: float = Field(default=30.0, gt=0, description="Seconds between gap-filling sweeps.")
 
     _split_groups = field_validator("groups", mode="before")(_split_list)
@@ -143,7 +145,9 @@ class KafkaSettings(_Section):
 class EmitterSettings(_Section):
     """The emitter's own behaviour."""
 
-    instance: str = Field(default="default", pattern=_NAME.pattern, description="Identity: cursor keys, transactional id.")
+    instance: str = Field(
+        default="default", pattern=_NAME.pattern, description="Identity: cursor keys, transactional id."
+    )
     source: Literal["auto", "demo", "export", "telegram"] = Field(
         default="auto", description="auto: telegram when api_id is set, export when export_path is, else demo."
     )
@@ -153,10 +157,14 @@ class EmitterSettings(_Section):
     data_dir: Path = Field(default=Path("data"), description="File sink output and embedded state.")
     export_path: Path | None = Field(default=None, description="Telegram Desktop export: result.json or its folder.")
     batch_size: int = Field(default=500, gt=0, le=100000, description="Most records in one transaction.")
-    batch_timeout_ms: int = Field(default=200, gt=0, le=600000, description="Longest wait before a partial batch commits.")
+    batch_timeout_ms: int = Field(
+        default=200, gt=0, le=600000, description="Longest wait before a partial batch commits."
+    )
     max_in_flight: int = Field(default=10000, gt=0, description="Events buffered before sources are slowed.")
     drain_timeout: float = Field(default=20.0, gt=0, description="Seconds to commit and stop after SIGTERM.")
-    file_rotate_bytes: int = Field(default=64 * 1024 * 1024, ge=4096, description="File sink: rotate a group's file past this size.")
+    file_rotate_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=4096, description="File sink: rotate a group's file past this size."
+    )
     demo_groups: int = Field(default=2, gt=0, le=1000)
     demo_history: int = Field(default=1000, ge=0, description="Demo: messages already in each group's history.")
     demo_rate: float = Field(default=5.0, gt=0, description="Demo: new messages per second per group.")
@@ -225,13 +233,21 @@ class Settings(BaseSettings):
     def _check_combination(self) -> Settings:
         if self.source_kind == "telegram":
             if self.telegram.api_id is None:
-                raise ValueError("telegram.api_id is required by the telegram source: expected the API id from my.telegram.org")
+                raise ValueError(
+                    "telegram.api_id is required by the telegram source: expected the API id from my.telegram.org"
+                )
             if self.telegram.api_hash is None:
-                raise ValueError("telegram.api_hash is required by the telegram source: expected the API hash from my.telegram.org")
+                raise ValueError(
+                    "telegram.api_hash is required by the telegram source: expected the API hash from my.telegram.org"
+                )
             if not self.telegram.groups:
-                raise ValueError("telegram.groups is empty: expected at least one group (marked id, @username or t.me link)")
+                raise ValueError(
+                    "telegram.groups is empty: expected at least one group (marked id, @username or t.me link)"
+                )
         if self.source_kind == "export" and self.emitter.export_path is None:
-            raise ValueError("emitter.export_path is required by the export source: expected a result.json or its folder")
+            raise ValueError(
+                "emitter.export_path is required by the export source: expected a result.json or its folder"
+            )
         if self.emitter.sink == "kafka" and not self.kafka.bootstrap_servers:
             raise ValueError("kafka.bootstrap_servers is required by the kafka sink: expected host:port")
         return self
@@ -255,7 +271,7 @@ class Settings(BaseSettings):
         return "kafka" if self.kafka.bootstrap_servers else "file"
 
 
-_SECTIONS = {name: model for name, model in Settings.model_fields.items()}
+_SECTIONS = dict(Settings.model_fields.items())
 
 
 def read_ini(path: Path | None) -> dict[str, dict[str, str]]:
@@ -308,7 +324,9 @@ def _describe(error: Mapping[str, Any], secret_keys: set[str]) -> str:
     return f"{loc} = {error.get('input')!r}: expected {msg.removeprefix('Input should be ')}"
 
 
-def load_settings(config_file: Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
+def load_settings(
+    config_file: Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Settings:
     """Read and validate the configuration.
 
     Args:
@@ -327,7 +345,8 @@ def load_settings(config_file: Path | None = None, overrides: Mapping[str, Mappi
     _check_env_keys()
     token = _ini_path.set(config_file)
     try:
-        return Settings(**{k: dict(v) for k, v in (overrides or {}).items()})
+        init: dict[str, Any] = {k: dict(v) for k, v in (overrides or {}).items()}
+        return Settings(**init)
     except ValidationError as e:
         secret_keys = {"telegram.api_hash", "telegram.session", "kafka.sasl_password"}
         raise ConfigError(_describe(e.errors()[0], secret_keys)) from None

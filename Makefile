@@ -1,0 +1,49 @@
+# Developer commands. `make run` and `make test` work on a fresh machine: they create the virtualenv,
+# install the pinned dependencies and start the local Kafka broker (dev/kafka) as needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BOOTSTRAP ?= 127.0.0.1:9092
+
+.PHONY: help venv kafka kafka-stop run lint test test-unit test-integration clean
+
+help:
+	@echo "make run    - start the local Kafka and run the emitter on the demo source, printing records"
+	@echo "make test   - install, start Kafka, lint, type-check and run every test"
+	@echo "make lint   - ruff and mypy --strict"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+kafka:
+	dev/kafka start
+
+kafka-stop:
+	dev/kafka stop
+
+run: venv kafka
+	dev/run-demo $(BOOTSTRAP)
+
+lint: venv
+	$(BIN)/ruff check emitter tests
+	$(BIN)/ruff format --check emitter tests
+	$(BIN)/mypy --strict emitter
+
+test-unit: venv
+	$(BIN)/pytest tests/unit
+
+test-integration: venv kafka
+	EMITTER_REQUIRE_KAFKA=1 $(BIN)/pytest tests/integration
+
+test: venv kafka lint
+	EMITTER_REQUIRE_KAFKA=1 $(BIN)/pytest tests
+
+clean:
+	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,76 @@
+"""Assembly: settings in, a running monitor out. The CLI and the library both start here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from emitter.monitor import Monitor, RunStats
+from emitter.protocols import MessageSource, Sink
+from emitter.settings import Settings
+
+log = logging.getLogger("emitter")
+
+
+def create_source(settings: Settings) -> MessageSource:
+    """The source the settings ask for (auto resolved: telegram, export or demo)."""
+    kind = settings.source_kind
+    e = settings.emitter
+    if kind == "export":
+        from emitter.export_source import ExportSource  # noqa: PLC0415 - only the chosen source is imported
+
+        assert e.export_path is not None  # noqa: S101 - guaranteed by Settings validation
+        return ExportSource(Path(e.export_path))
+    if kind == "telegram":
+        from emitter.telegram_source import TelegramSource  # noqa: PLC0415 - imports Telethon only when used
+
+        return TelegramSource.from_settings(settings.telegram)
+    from emitter.demo_source import DemoSource  # noqa: PLC0415 - same
+
+    return DemoSource(e.demo_groups, history=e.demo_history, rate=e.demo_rate, limit=e.demo_limit)
+
+
+def create_sink(settings: Settings) -> Sink:
+    """The Kafka sink when brokers are configured, else the embedded file sink."""
+    if settings.sink_kind == "kafka":
+        from emitter.kafka_sink import KafkaSink  # noqa: PLC0415 - aiokafka only when used
+
+        return KafkaSink(settings.kafka, settings.emitter.instance)
+    from emitter.file_sink import FileSink  # noqa: PLC0415 - same
+
+    e = settings.emitter
+    return FileSink(Path(e.data_dir), e.instance, rotate_bytes=e.file_rotate_bytes)
+
+
+def create_monitor(settings: Settings, source: MessageSource | None = None, sink: Sink | None = None) -> Monitor:
+    """A monitor wired as configured; pass `source` or `sink` to bring your own."""
+    e = settings.emitter
+    return Monitor(
+        source or create_source(settings),
+        sink or create_sink(settings),
+        batch_size=e.batch_size,
+        batch_timeout=e.batch_timeout_ms / 1000,
+        max_in_flight=e.max_in_flight,
+        drain_timeout=e.drain_timeout,
+    )
+
+
+async def run(settings: Settings) -> RunStats:
+    """Run the emitter until its sources end or SIGTERM/SIGINT; commits what was accepted before returning."""
+    monitor = create_monitor(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, monitor.request_stop)
+    try:
+        log.info(
+            "starting: source=%s sink=%s instance=%s",
+            settings.source_kind,
+            settings.sink_kind,
+            settings.emitter.instance,
+        )
+        return await monitor.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

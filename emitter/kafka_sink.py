@@ -1,0 +1,263 @@
+"""The Kafka sink: records and cursors committed in one transaction.
+
+One transactional producer per emitter identity (``<prefix>-<instance>``). Starting it fences any older
+producer of the same identity (and aborts that one's open transaction), so cursors are restored only after
+the producer has started: what we read then is exactly what was committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    ProducerFenced,
+    SaslAuthenticationFailed,
+    TransactionalIdAuthorizationFailed,
+)
+
+from emitter.codec import Encoder, SchemaRegistry, message_schema
+from emitter.cursor import GroupCursor
+from emitter.errors import CursorTopicError, FatalError, FencedError, RetriableError
+from emitter.protocols import Batch
+from emitter.settings import KafkaSettings
+
+log = logging.getLogger("emitter.kafka")
+
+_TOPIC_ALREADY_EXISTS = 36
+_CURSOR_CONTENT_TYPE = b"application/json"
+
+
+def connection_options(settings: KafkaSettings) -> dict[str, Any]:
+    """aiokafka options for bootstrap, TLS and SASL, shared by producer, consumers and admin."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": ",".join(settings.bootstrap_servers or ()),
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_context"] = ssl.create_default_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+    if settings.security_protocol.startswith("SASL_"):
+        opts["sasl_mechanism"] = settings.sasl_mechanism
+        opts["sasl_plain_username"] = settings.sasl_username
+        opts["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    return opts
+
+
+def cursor_key(instance: str, group_id: int) -> bytes:
+    """The compacted topic's key of one group's cursor: instances share the topic without clashing."""
+    return f"{instance}:{group_id}".encode()
+
+
+class KafkaSink:
+    """Commits batches to `telegram-messages` and the cursor topic in one Kafka transaction."""
+
+    def __init__(self, settings: KafkaSettings, instance: str, *, encoder: Encoder | None = None) -> None:
+        self.settings = settings
+        self.instance = instance
+        self.transactional_id = f"{settings.transactional_id_prefix}-{instance}"
+        self._encoder = encoder
+        self._producer: AIOKafkaProducer | None = None
+        self._conn = connection_options(settings)
+
+    def __repr__(self) -> str:
+        return f"KafkaSink(topic={self.settings.topic!r}, transactional_id={self.transactional_id!r})"
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @property
+    def encoder(self) -> Encoder:
+        """The record encoder (Confluent framing once a registry id is known)."""
+        if self._encoder is None:
+            self._encoder = Encoder()
+        return self._encoder
+
+    async def start(self) -> None:
+        """Ensure the topics, register the schema if a registry is configured, start the producer."""
+        if self._producer is not None:
+            return
+        try:
+            await self._ensure_topics()
+            if self.settings.schema_registry_url and self._encoder is None:
+                registry = SchemaRegistry(self.settings.schema_registry_url)
+                schema_id = await asyncio.to_thread(registry.register, f"{self.settings.topic}-value", message_schema())
+                self._encoder = Encoder(confluent_schema_id=schema_id)
+            self._producer = await self._new_producer()
+        except SaslAuthenticationFailed as e:
+            raise FatalError(f"Kafka refused the SASL credentials of user {self.settings.sasl_username!r}: {e}") from e
+        except KafkaError as e:
+            raise RetriableError(f"Kafka at {self._conn['bootstrap_servers']} is not reachable: {e}") from e
+
+    async def verify(self) -> dict[int, GroupCursor]:
+        """Check topics and read this instance's cursors without starting a producer (which would fence
+        a running emitter of the same identity)."""
+        try:
+            await self._ensure_topics()
+        except SaslAuthenticationFailed as e:
+            raise FatalError(f"Kafka refused the SASL credentials of user {self.settings.sasl_username!r}: {e}") from e
+        except KafkaError as e:
+            raise FatalError(f"Kafka at {self._conn['bootstrap_servers']} is not reachable: {e}") from e
+        return await self.load_cursors()
+
+    async def stop(self) -> None:
+        """Stop the producer; an open transaction is aborted by the broker (never half-visible)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            **self._conn,
+            transactional_id=self.transactional_id,
+            transaction_timeout_ms=self.settings.transaction_timeout_ms,
+            enable_idempotence=True,
+            acks="all",
+            compression_type=None if self.settings.compression == "none" else self.settings.compression,
+            max_batch_size=256 * 1024,
+            linger_ms=5,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    async def _ensure_topics(self) -> None:
+        admin = AIOKafkaAdminClient(**self._conn)
+        await admin.start()
+        try:
+            s = self.settings
+            response = await admin.create_topics(
+                [
+                    NewTopic(s.topic, s.partitions, s.replication_factor),
+                    NewTopic(s.cursor_topic, 1, s.replication_factor, topic_configs={"cleanup.policy": "compact"}),
+                ]
+            )
+            # create_topics reports per-topic failures in the response instead of raising.
+            for topic, code, message in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise FatalError(f"cannot create topic {topic!r}: Kafka error {code} ({message})")
+            described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.cursor_topic)])
+            entries = {e[0]: e[1] for e in described[0].resources[0][4]}
+            policy = entries.get("cleanup.policy")
+            if policy != "compact":
+                raise CursorTopicError(
+                    f"cursor topic {s.cursor_topic!r} has cleanup.policy={policy}: expected compact "
+                    "(otherwise the cursors of quiet groups expire); recreate it or set kafka.cursor_topic"
+                )
+        finally:
+            await admin.close()
+
+    async def load_cursors(self) -> dict[int, GroupCursor]:
+        """This instance's committed cursors: the compacted topic read to its end, read_committed."""
+        consumer = AIOKafkaConsumer(
+            **self._conn, isolation_level="read_committed", enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+        try:
+            return await _read_cursors(consumer, self.settings.cursor_topic, self.instance)
+        except KafkaError as e:
+            raise RetriableError(f"cannot read cursor topic {self.settings.cursor_topic!r}: {e}") from e
+        finally:
+            await consumer.stop()
+
+    async def commit(self, batch: Batch) -> None:
+        """Send the batch's records and cursors in one transaction."""
+        if self._producer is None:
+            self._producer = await self._new_producer()
+        producer = self._producer
+        topic = self.settings.topic
+        headers = [("content-type", self.encoder.content_type.encode())]
+        try:
+            await producer.begin_transaction()
+            futures = [
+                await producer.send(
+                    topic, key=str(event.group.id).encode(), value=self.encoder.encode(event), headers=headers
+                )
+                for event in batch.events
+            ]
+            futures += [
+                await producer.send(
+                    self.settings.cursor_topic,
+                    key=cursor_key(self.instance, gid),
+                    value=cursor.to_bytes(),
+                    headers=[("content-type", _CURSOR_CONTENT_TYPE)],
+                )
+                for gid, cursor in batch.cursors.items()
+            ]
+            await asyncio.gather(*futures)
+            await producer.commit_transaction()
+        except (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed) as e:
+            self._producer = None
+            await _quiet_stop(producer)
+            raise FencedError(
+                f"another emitter took over transactional id {self.transactional_id!r} "
+                "(same kafka.transactional_id_prefix and emitter.instance): stopping so that nothing is written twice"
+            ) from e
+        except KafkaError as e:
+            # The aborted records stay invisible to read_committed consumers; the monitor retries the batch.
+            self._producer = None
+            await _quiet_stop(producer)
+            raise RetriableError(f"Kafka transaction failed: {type(e).__name__}: {e}") from e
+
+
+async def _quiet_stop(producer: AIOKafkaProducer) -> None:
+    """Stop a producer that failed; a fresh one (same transactional id) aborts whatever it left open."""
+    try:
+        await producer.stop()
+    except Exception as e:
+        log.debug("ignoring error while stopping a failed producer: %s", e)
+
+
+async def assign_all(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign every partition of `topic` to a started consumer (no consumer group: we track positions)."""
+    partitions = consumer.partitions_for_topic(topic)
+    if partitions is None:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if tps:
+        consumer.assign(tps)
+    return tps
+
+
+async def _read_cursors(consumer: AIOKafkaConsumer, topic: str, instance: str) -> dict[int, GroupCursor]:
+    tps = await assign_all(consumer, topic)
+    if not tps:
+        return {}
+    await consumer.seek_to_beginning(*tps)
+    end: Mapping[TopicPartition, int] = await consumer.end_offsets(tps)
+    prefix = f"{instance}:".encode()
+    cursors: dict[int, GroupCursor] = {}
+    pending = {tp for tp in tps if end[tp] > 0}
+    while pending:
+        chunk = await consumer.getmany(*pending, timeout_ms=500, max_records=10000)
+        for records in chunk.values():
+            for record in records:
+                if record.key is None or not record.key.startswith(prefix):
+                    continue
+                group_id = int(record.key[len(prefix) :])
+                if record.value is None:  # a tombstone forgets the group
+                    cursors.pop(group_id, None)
+                else:
+                    cursors[group_id] = GroupCursor.from_bytes(record.value)
+        pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
+    return cursors

@@ -1,0 +1,210 @@
+"""The monitor: wires a source to a sink per group and owns the lifecycle.
+
+start → restore cursors → one feeder task per group (backfill, then follow) → one committer task that
+commits whole pages with their cursors → drain on stop. Data flows one way; the only thing that flows back
+is the tracker's cursor view, so a source can start a sweep where publishing stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+from emitter.batcher import Batcher
+from emitter.errors import FatalError, RetriableError, SourceError
+from emitter.protocols import Batch, MessageSource, Sink
+from emitter.records import Group
+from emitter.tracker import Tracker
+
+log = logging.getLogger("emitter.monitor")
+
+T = TypeVar("T")
+
+_BACKOFF_START = 0.2
+_BACKOFF_MAX = 30.0
+
+
+@dataclass
+class RunStats:
+    """What a run did, for the CLI's last line, tests and metrics."""
+
+    published: int = 0
+    batches: int = 0
+    duplicates: int = 0
+    retries: int = 0
+    failed: dict[int, str] = field(default_factory=dict)
+    groups: int = 0
+
+
+class Monitor:
+    """Runs one source into one sink until the source ends, a fatal error occurs, or stop is requested."""
+
+    def __init__(
+        self,
+        source: MessageSource,
+        sink: Sink,
+        *,
+        batch_size: int = 500,
+        batch_timeout: float = 0.2,
+        max_in_flight: int = 10000,
+        drain_timeout: float = 20.0,
+        on_commit: Callable[[Batch], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.drain_timeout = drain_timeout
+        self.max_in_flight = max_in_flight
+        self.on_commit = on_commit
+        self.stats = RunStats()
+        self.tracker = Tracker()
+        self._batcher = Batcher(batch_size, batch_timeout)
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._feeding = True
+        self._fatal: FatalError | None = None
+        self.ready = False
+        """Cursors restored and the last commit succeeded (what /readyz reports)."""
+
+    def request_stop(self) -> None:
+        """Stop taking new events, commit what was accepted, and return from `run` (idempotent)."""
+        self._stop.set()
+        self._wakeup.set()
+
+    async def run(self) -> RunStats:
+        """Run until done; raises FatalError (fenced, bad topic) after stopping cleanly."""
+        async with contextlib.AsyncExitStack() as stack:
+            # The sink starts first: its producer fences any older instance before cursors are read.
+            if await self._retrying("start sink", partial(stack.enter_async_context, self.sink)) is None:
+                return self.stats
+            committed = await self._retrying("restore cursors", self.sink.load_cursors)
+            if committed is None:
+                return self.stats
+            self.tracker = Tracker(committed)
+            log.info("restored %d cursors", len(committed))
+            await stack.enter_async_context(self.source)
+            groups = await self.source.groups()
+            self.stats.groups = len(groups)
+            self.ready = True
+            await self._supervise(groups)
+        self.stats.duplicates = self.tracker.duplicates
+        return self.stats
+
+    async def _supervise(self, groups: Sequence[Group]) -> None:
+        feeders = [asyncio.create_task(self._feed(g), name=f"feed {g.id}") for g in groups]
+        committer = asyncio.create_task(self._commit_loop(), name="commit")
+        stop = asyncio.create_task(self._stop.wait(), name="stop")
+        all_fed: asyncio.Future[list[BaseException | None]] = asyncio.gather(*feeders, return_exceptions=True)
+        watched: set[asyncio.Future[Any]] = {committer, stop, all_fed}
+        try:
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._feeding = False
+            for task in feeders:
+                task.cancel()
+            await asyncio.gather(*feeders, return_exceptions=True)
+            stop.cancel()
+            self._wakeup.set()
+            await self._drain(committer)
+        # A source's fatal error surfaces after the drain has committed what was accepted.
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _drain(self, committer: asyncio.Task[None]) -> None:
+        """Let the committer flush what was accepted, within the drain bound."""
+        try:
+            await asyncio.wait_for(asyncio.shield(committer), self.drain_timeout)
+        except TimeoutError:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            log.warning(
+                "drain took longer than %.0f s: %d accepted events left uncommitted (they will be read again)",
+                self.drain_timeout,
+                len(self._batcher),
+            )
+
+    async def _feed(self, group: Group) -> None:
+        try:
+            async for page in self.source.pages(group, self.tracker.view(group.id)):
+                while len(self._batcher) >= self.max_in_flight:
+                    self._room.clear()
+                    await self._room.wait()
+                # accept + add run with no await in between, so a stop can never separate them.
+                events, cursor = self.tracker.accept(page)
+                self._batcher.add(events, cursor)
+                self._wakeup.set()
+        except SourceError as e:
+            self._fail(group, e.reason)
+        except FatalError as e:
+            self._fatal = e
+            self.request_stop()
+        except Exception as e:
+            log.exception("group %d stopped by an unexpected error", group.id)
+            self._fail(group, f"{type(e).__name__}: {e}")
+
+    def _fail(self, group: Group, reason: str) -> None:
+        log.error("group %d (%s) failed: %s; the other groups go on", group.id, group.title or "", reason)
+        self.stats.failed[group.id] = reason
+        cursor = self.tracker.cursor(group.id).with_failure(reason)
+        self.tracker.set(cursor)
+        self._batcher.add((), cursor)
+        self._wakeup.set()
+
+    async def _commit_loop(self) -> None:
+        while True:
+            if self._batcher.empty:
+                if not self._feeding:
+                    return
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                continue
+            if self._feeding and not self._batcher.due():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._batcher.time_left())
+                self._wakeup.clear()
+                continue
+            batch = self._batcher.take()
+            self._room.set()
+            await self._retrying("commit", partial(self._commit, batch))
+
+    async def _commit(self, batch: Batch) -> None:
+        started = time.perf_counter()
+        await self.sink.commit(batch)
+        self.stats.published += len(batch.events)
+        self.stats.batches += 1
+        log.debug(
+            "committed %d events and %d cursors in %.1f ms",
+            len(batch.events),
+            len(batch.cursors),
+            (time.perf_counter() - started) * 1000,
+        )
+        if self.on_commit is not None:
+            self.on_commit(batch)
+
+    async def _retrying(self, what: str, op: Callable[[], Awaitable[T]]) -> T | None:
+        """Run `op`, retrying RetriableError with capped exponential backoff until it works or stop.
+
+        Returns None when a stop was requested before it succeeded.
+        """
+        delay = _BACKOFF_START
+        while True:
+            try:
+                result = await op()
+            except RetriableError as e:
+                self.ready = False
+                self.stats.retries += 1
+                log.warning("%s failed, retrying in %.1f s: %s", what, delay, e)
+                if self._stop.is_set() and what != "commit":
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            self.ready = True
+            return result
