@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 from emitter.monitor import Monitor, RunStats
 from emitter.protocols import MessageSource, Sink
@@ -57,10 +58,24 @@ def create_monitor(settings: Settings, source: MessageSource | None = None, sink
     )
 
 
+def quiet_fenced_futures(loop: asyncio.AbstractEventLoop) -> None:
+    """Drop aiokafka's orphaned ProducerFenced futures: fencing was already reported, once and clearly."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if exc is not None and type(exc).__name__ in {"ProducerFenced", "InvalidProducerEpoch"}:
+            log.debug("ignoring orphaned %s future", type(exc).__name__)
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 async def run(settings: Settings) -> RunStats:
     """Run the emitter until its sources end or SIGTERM/SIGINT; commits what was accepted before returning."""
     monitor = create_monitor(settings)
     loop = asyncio.get_running_loop()
+    quiet_fenced_futures(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, monitor.request_stop)
     try:

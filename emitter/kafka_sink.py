@@ -186,26 +186,25 @@ class KafkaSink:
         producer = self._producer
         topic = self.settings.topic
         headers = [("content-type", self.encoder.content_type.encode())]
+        futures: list[asyncio.Future[Any]] = []
         try:
             await producer.begin_transaction()
-            futures = [
-                await producer.send(
-                    topic, key=str(event.group.id).encode(), value=self.encoder.encode(event), headers=headers
+            for event in batch.events:
+                value = self.encoder.encode(event)
+                futures.append(await producer.send(topic, key=str(event.group.id).encode(), value=value, headers=headers))
+            for gid, cursor in batch.cursors.items():
+                futures.append(
+                    await producer.send(
+                        self.settings.cursor_topic,
+                        key=cursor_key(self.instance, gid),
+                        value=cursor.to_bytes(),
+                        headers=[("content-type", _CURSOR_CONTENT_TYPE)],
+                    )
                 )
-                for event in batch.events
-            ]
-            futures += [
-                await producer.send(
-                    self.settings.cursor_topic,
-                    key=cursor_key(self.instance, gid),
-                    value=cursor.to_bytes(),
-                    headers=[("content-type", _CURSOR_CONTENT_TYPE)],
-                )
-                for gid, cursor in batch.cursors.items()
-            ]
             await asyncio.gather(*futures)
             await producer.commit_transaction()
         except (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed) as e:
+            _retrieve(futures)
             self._producer = None
             await _quiet_stop(producer)
             raise FencedError(
@@ -213,10 +212,17 @@ class KafkaSink:
                 "(same kafka.transactional_id_prefix and emitter.instance): stopping so that nothing is written twice"
             ) from e
         except KafkaError as e:
+            _retrieve(futures)
             # The aborted records stay invisible to read_committed consumers; the monitor retries the batch.
             self._producer = None
             await _quiet_stop(producer)
             raise RetriableError(f"Kafka transaction failed: {type(e).__name__}: {e}") from e
+
+
+def _retrieve(futures: list[asyncio.Future[Any]]) -> None:
+    """Mark the failed sends' errors as seen: the batch's one error is already being raised."""
+    for future in futures:
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 async def _quiet_stop(producer: AIOKafkaProducer) -> None:

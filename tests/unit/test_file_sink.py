@@ -9,6 +9,7 @@ import stat
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import avro.datafile
 import avro.io
@@ -57,9 +58,9 @@ def _parts(tmp_path: Path, group_id: int) -> list[Path]:
     return sorted((tmp_path / INSTANCE / str(group_id)).glob("part-*.avro"))
 
 
-def _read_with_official_avro(path: Path) -> list[dict[str, object]]:
+def _read_with_official_avro(path: Path) -> list[dict[str, Any]]:
     with path.open("rb") as fo, avro.datafile.DataFileReader(fo, avro.io.DatumReader()) as reader:
-        return list(reader)
+        return [cast(dict[str, Any], record) for record in reader]
 
 
 async def test_is_a_sink(tmp_path: Path) -> None:
@@ -91,7 +92,7 @@ async def test_files_are_standard_avro(tmp_path: Path, codec: str) -> None:
     with path.open("rb") as fo:
         reader = fastavro.reader(fo)
         assert reader.codec == codec
-        assert [r["message_id"] for r in reader] == [1, 2, 3]
+        assert [cast(dict[str, Any], r)["message_id"] for r in reader] == [1, 2, 3]
     records = _read_with_official_avro(path)
     assert [r["message_id"] for r in records] == [1, 2, 3]
     assert records[2]["text"] == "message 3"
@@ -122,9 +123,9 @@ async def test_rotation_splits_by_size_and_keeps_every_record_once(tmp_path: Pat
     parts = _parts(tmp_path, CHANNEL)
     assert len(parts) > 2
     assert _ids(tmp_path, CHANNEL) == list(range(1, 41))
-    # A finished part only ran past the limit by its last block.
+    # A finished part only ran past the limit by its last block (at most a block's worth of records).
     for part in parts[:-1]:
-        assert part.stat().st_size < SMALL_PARTS + 8_000
+        assert part.stat().st_size < 2 * SMALL_PARTS + 2_500
     # Every part stands alone, for tools that read one file.
     ids = [r["message_id"] for p in parts for r in _read_with_official_avro(p)]
     assert ids == list(range(1, 41))

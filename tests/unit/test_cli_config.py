@@ -1,0 +1,125 @@
+"""Bad configuration and command lines: one clear line naming the key, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emitter.cli import main
+from emitter.settings import load_settings
+
+CASES = [
+    # (name, argv, env, ini text, text the line must contain)
+    ("telegram without api_id", ["run", "--source", "telegram", "--group", "@chan"], {}, None, "telegram.api_id"),
+    ("bad bootstrap address", ["run", "--bootstrap-servers", "nohost"], {}, None, "kafka.bootstrap_servers"),
+    ("bootstrap port out of range", ["run", "--bootstrap-servers", "127.0.0.1:99999"], {}, None, "99999"),
+    ("non-numeric group id", ["run", "--group", "12ab"], {}, None, "'12ab' is not a group"),
+    ("unknown INI key", ["run"], {}, "[kafka]\nbootstrap = x:1\n", "unknown setting kafka.bootstrap"),
+    ("unknown INI section", ["run"], {}, "[kafak]\ntopic = x\n", "unknown section [kafak]"),
+    ("INI without sections", ["run"], {}, "api_id = 1\n", "is not valid INI"),
+    ("negative batch size (env)", ["run"], {"EMITTER_EMITTER__BATCH_SIZE": "-5"}, None, "emitter.batch_size = '-5'"),
+    ("negative batch size (flag)", ["run", "--batch-size", "-3"], {}, None, "--batch-size"),
+    ("unknown environment key", ["run"], {"EMITTER_KAFKA__BOOTSTRAPSERVERS": "x"}, None, "EMITTER_KAFKA__BOOTSTRAPSERVERS"),
+    ("bad log level", ["run"], {"EMITTER_EMITTER__LOG_LEVEL": "loud"}, None, "emitter.log_level = 'LOUD'"),
+    ("api_id not a number", ["run"], {"TELEGRAM_API_ID": "abc"}, None, "telegram.api_id = 'abc'"),
+    ("SASL without mechanism", ["run"], {}, "[kafka]\nsecurity_protocol = SASL_SSL\n", "needs sasl_mechanism"),
+    ("export without path", ["run", "--source", "export"], {}, None, "emitter.export_path is required"),
+    ("sampling ratio above 1", ["run"], {"EMITTER_TELEMETRY__SAMPLING_RATIO": "2"}, None, "telemetry.sampling_ratio"),
+    ("zero partitions", ["run"], {}, "[kafka]\npartitions = 0\n", "kafka.partitions = '0'"),
+    ("unknown source", ["run", "--source", "twitter"], {}, None, "emitter.source = 'twitter'"),
+    ("kafka sink without brokers", ["run", "--sink", "kafka"], {}, None, "kafka.bootstrap_servers is required"),
+    ("unknown command", ["frobnicate"], {}, None, "invalid choice: 'frobnicate'"),
+    ("missing config file", ["run", "--config", "/nonexistent/emitter.ini"], {}, None, "/nonexistent/emitter.ini"),
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in list(__import__("os").environ):
+        if var.startswith(("EMITTER_", "TELEGRAM_")):
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.parametrize(("argv", "env", "ini", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_configuration_is_one_line_and_exit_2(
+    argv: list[str],
+    env: dict[str, str],
+    ini: str | None,
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Each bad input exits 2 with one line on stderr that names the bad key or value."""
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    if ini is not None:
+        (tmp_path / "config.ini").write_text(ini)
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("emitter: error: ")
+    assert expected in err
+    assert "Traceback" not in err
+
+
+def test_at_least_twenty_cases() -> None:
+    """The table covers at least twenty distinct mistakes."""
+    assert len({c[0] for c in CASES}) >= 20
+
+
+def test_secrets_are_not_echoed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad value next to a secret never prints the secret; repr of settings hides it."""
+    monkeypatch.setenv("TELEGRAM_API_HASH", "hash-that-must-not-leak")
+    monkeypatch.setenv("EMITTER_KAFKA__SASL_PASSWORD", "sasl-secret-value")
+    monkeypatch.setenv("EMITTER_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "hash-that-must-not-leak" not in err
+    assert "sasl-secret-value" not in err
+    monkeypatch.setenv("EMITTER_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("EMITTER_KAFKA__SASL_USERNAME", "u")
+    settings = load_settings()
+    assert "hash-that-must-not-leak" not in repr(settings) + str(settings)
+    assert "sasl-secret-value" not in repr(settings) + str(settings)
+
+
+def test_precedence_defaults_ini_env_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Flags beat environment, environment beats the INI file, the INI file beats defaults."""
+    ini = tmp_path / "c.ini"
+    ini.write_text("[kafka]\ntopic = from-ini\npartitions = 5\n[emitter]\nbatch_size = 7\ninstance = ini\n")
+    monkeypatch.setenv("EMITTER_KAFKA__TOPIC", "from-env")
+    monkeypatch.setenv("EMITTER_EMITTER__INSTANCE", "env")
+    s = load_settings(ini, {"emitter": {"instance": "flag"}})
+    assert (s.kafka.partitions, s.kafka.topic, s.emitter.instance, s.emitter.batch_size) == (5, "from-env", "flag", 7)
+    assert s.kafka.replication_factor == 1
+
+
+def test_tgdata_config_ini_loads_unchanged(tmp_path: Path) -> None:
+    """The [telegram] api_id / api_hash / session_file / phone layout of tgdata works as is."""
+    ini = tmp_path / "config.ini"
+    ini.write_text("[telegram]\napi_id = 12345\napi_hash = 0123456789abcdef\nsession_file = tg.session\nphone = +15550000\n")
+    s = load_settings(ini, {"telegram": {"groups": ["@python"]}})
+    assert s.telegram.api_id == 12345
+    assert s.telegram.api_hash is not None and s.telegram.api_hash.get_secret_value() == "0123456789abcdef"
+    assert s.source_kind == "telegram"
+
+
+def test_console_script_prints_no_traceback() -> None:
+    """The installed entry point turns a user mistake into one line and exit 2 (a real process)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "emitter.cli", "run", "--bootstrap-servers", "not-an-address"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "kafka.bootstrap_servers" in proc.stderr
