@@ -237,7 +237,7 @@ def decode(value: bytes, *, registry: SchemaRegistry | str | None = None) -> Avr
         raise ValueError(f"not a framed Avro record (first bytes {value[:2].hex() or 'empty'})")
     record = fastavro.schemaless_reader(io.BytesIO(body), schema.parsed, schema.parsed)
     if not isinstance(record, dict):
-        raise ValueError(f"{schema.full_name} is not a record schema")
+        raise ValueError(f"{schema.full_name} is not a record schema")  # noqa: TRY004 - bad data, not a bad call
     return record
 
 

@@ -118,7 +118,7 @@ class GroupCursor:
         try:
             doc = json.loads(data)
             if not isinstance(doc, dict):
-                raise ValueError("not a cursor record: expected a JSON object")
+                raise ValueError("not a cursor record: expected a JSON object")  # noqa: TRY004 - bad data
             if doc.get("v") != _FORMAT_VERSION:
                 raise ValueError(f"unsupported cursor format version {doc.get('v')!r}")
             above = _merge((int(lo), int(hi)) for lo, hi in doc.get("above", ()))

@@ -12,6 +12,8 @@ Starting cursor: history migrated from a basic group shows up inside its supergr
 -1,000,000,000, so an export group's ids can be negative. `GroupCursor`'s default cursor is 0, which would
 hide them, so a cursor of exactly 0 is read as "never walked" and the walk starts below the group's lowest
 id. That is safe because a walk only ever moves a cursor to an id that exists, and no message has id 0.
+The rest of the pipeline must agree: as long as a fresh `GroupCursor` says ids <= 0 are published, the
+tracker drops negative ids as duplicates (a "never walked" sentinel below every id would fix that).
 """
 
 from __future__ import annotations
@@ -555,7 +557,7 @@ def _index(group: Group, messages: Iterable[object]) -> _Chat:
     return chat
 
 
-def load_export(path: Path, only: Collection[int] | None = None) -> list[_Chat]:
+def _load_export(path: Path, only: Collection[int] | None = None) -> list[_Chat]:
     """Read an export file and index the chats in `only` (all when None); raises ConfigError on bad input."""
     file = path / "result.json" if path.is_dir() else path
     try:
@@ -634,7 +636,7 @@ class ExportSource:
         """Read and index the export (idempotent); raises ConfigError when it is not a usable export."""
         if self._chats is not None:
             return
-        chats = await asyncio.to_thread(load_export, self.path, self.only)
+        chats = await asyncio.to_thread(_load_export, self.path, self.only)
         self._chats = {c.group.id: c for c in chats}
         self._skipped = {c.group.id: c.skipped for c in chats}
         for chat in chats:

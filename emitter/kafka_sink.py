@@ -191,7 +191,9 @@ class KafkaSink:
             await producer.begin_transaction()
             for event in batch.events:
                 value = self.encoder.encode(event)
-                futures.append(await producer.send(topic, key=str(event.group.id).encode(), value=value, headers=headers))
+                futures.append(
+                    await producer.send(topic, key=str(event.group.id).encode(), value=value, headers=headers)
+                )
             for gid, cursor in batch.cursors.items():
                 futures.append(
                     await producer.send(

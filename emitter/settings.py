@@ -103,19 +103,35 @@ class KafkaSettings(_Section):
     bootstrap_servers: Annotated[list[str], NoDecode] | None = Field(
         default=None, description="host:port list; unset means the embedded file sink."
     )
-    topic: str = Field(default="telegram-messages", pattern=_NAME.pattern)
-    cursor_topic: str = Field(default="telegram-emitter-cursors", pattern=_NAME.pattern)
-    partitions: int = Field(default=3, gt=0, le=10000)
-    replication_factor: int = Field(default=1, gt=0, le=32767)
-    transactional_id_prefix: str = Field(default="telegram-emitter", pattern=_NAME.pattern)
-    transaction_timeout_ms: int = Field(default=60000, ge=1000, le=900000)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    compression: Literal["none", "gzip", "lz4", "snappy", "zstd"] = "none"
-    schema_registry_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    topic: str = Field(default="telegram-messages", pattern=_NAME.pattern, description="Topic of the message records.")
+    cursor_topic: str = Field(
+        default="telegram-emitter-cursors",
+        pattern=_NAME.pattern,
+        description="Compacted topic of the per-group cursors.",
+    )
+    partitions: int = Field(default=3, gt=0, le=10000, description="Partitions of the records topic when created.")
+    replication_factor: int = Field(default=1, gt=0, le=32767, description="Replicas of both topics when created.")
+    transactional_id_prefix: str = Field(
+        default="telegram-emitter", pattern=_NAME.pattern, description="Transactional id is <prefix>-<instance>."
+    )
+    transaction_timeout_ms: int = Field(
+        default=60000, ge=1000, le=900000, description="Broker aborts a transaction left open this long."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (secret).")
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle that signed the brokers' certificates.")
+    compression: Literal["none", "gzip", "lz4", "snappy", "zstd"] = Field(
+        default="none", description="none or gzip (lz4, snappy, zstd need aiokafka's extras)."
+    )
+    schema_registry_url: str | None = Field(
+        default=None, pattern=r"^https?://\S+$", description="Confluent-compatible registry: switches to its framing."
+    )
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
@@ -165,12 +181,16 @@ class EmitterSettings(_Section):
     file_rotate_bytes: int = Field(
         default=64 * 1024 * 1024, ge=4096, description="File sink: rotate a group's file past this size."
     )
-    demo_groups: int = Field(default=2, gt=0, le=1000)
+    demo_groups: int = Field(default=2, gt=0, le=1000, description="Demo: how many simulated groups.")
     demo_history: int = Field(default=1000, ge=0, description="Demo: messages already in each group's history.")
     demo_rate: float = Field(default=5.0, gt=0, description="Demo: new messages per second per group.")
     demo_limit: int | None = Field(default=None, gt=0, description="Demo: stop each group after this many messages.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="DEBUG, INFO, WARNING or ERROR."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: text on a terminal, JSON lines otherwise."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -181,9 +201,11 @@ class EmitterSettings(_Section):
 class TelemetrySettings(_Section):
     """Traces and metrics."""
 
-    service_name: str = Field(default="telegram-emitter", pattern=_NAME.pattern)
-    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$")
-    sampling_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    service_name: str = Field(default="telegram-emitter", pattern=_NAME.pattern, description="service.name of traces.")
+    otlp_endpoint: str | None = Field(
+        default=None, pattern=r"^https?://\S+$", description="OTLP/HTTP endpoint for traces; unset: no export."
+    )
+    sampling_ratio: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of traces kept, 0 to 1.")
     http_port: int | None = Field(default=None, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
 
 

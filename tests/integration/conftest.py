@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,7 +66,7 @@ def settings(kafka: str, names: dict[str, str], tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def cli_env(kafka: str, names: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+def cli_env(kafka: str, names: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """Environment for `emitter` subprocesses aimed at this test's topics."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMITTER_", "TELEGRAM_"))}
     env.update(
@@ -82,7 +81,7 @@ def cli_env(kafka: str, names: dict[str, str], tmp_path: Path) -> Iterator[dict[
             "PYTHONUNBUFFERED": "1",
         }
     )
-    yield env
+    return env
 
 
 def emitter_cmd(*args: str) -> list[str]:

@@ -15,7 +15,7 @@ async def read_committed(bootstrap: str, topic: str, *, raw: bool = False) -> li
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", group_id=None)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topic metadata
+        await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:

@@ -54,15 +54,21 @@ async def test_records_decode_with_the_official_avro_package(settings: Settings,
     assert {r["group"]["id"] for r in decoded} == {demo_group(1).id}
 
 
-async def test_cursor_topic_without_compaction_is_refused(settings: Settings, kafka: str, cli_env: dict[str, str]) -> None:
+async def test_cursor_topic_without_compaction_is_refused(
+    settings: Settings, kafka: str, cli_env: dict[str, str]
+) -> None:
     """A pre-created cursor topic with cleanup.policy=delete stops the emitter with one clear line."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(settings.kafka.cursor_topic, 1, 1, topic_configs={"cleanup.policy": "delete"})])
+        await admin.create_topics(
+            [NewTopic(settings.kafka.cursor_topic, 1, 1, topic_configs={"cleanup.policy": "delete"})]
+        )
     finally:
         await admin.close()
-    proc = subprocess.run(emitter_cmd("run", "--demo-limit", "5"), env=cli_env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        emitter_cmd("run", "--demo-limit", "5"), env=cli_env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("emitter: fatal: cursor topic")
@@ -113,7 +119,10 @@ def test_sigterm_commits_and_exits_zero(kafka: str, cli_env: dict[str, str], nam
     import asyncio  # noqa: PLC0415
 
     proc = subprocess.Popen(
-        emitter_cmd("run", "--demo-history", "5000", "--demo-rate", "100"), env=cli_env, stderr=subprocess.PIPE, text=True
+        emitter_cmd("run", "--demo-history", "5000", "--demo-rate", "100"),
+        env=cli_env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     _wait_for_records(kafka, names["topic"], 1, time.monotonic() + 60)
     proc.send_signal(signal.SIGTERM)

@@ -22,7 +22,13 @@ CASES = [
     ("INI without sections", ["run"], {}, "api_id = 1\n", "is not valid INI"),
     ("negative batch size (env)", ["run"], {"EMITTER_EMITTER__BATCH_SIZE": "-5"}, None, "emitter.batch_size = '-5'"),
     ("negative batch size (flag)", ["run", "--batch-size", "-3"], {}, None, "--batch-size"),
-    ("unknown environment key", ["run"], {"EMITTER_KAFKA__BOOTSTRAPSERVERS": "x"}, None, "EMITTER_KAFKA__BOOTSTRAPSERVERS"),
+    (
+        "unknown environment key",
+        ["run"],
+        {"EMITTER_KAFKA__BOOTSTRAPSERVERS": "x"},
+        None,
+        "EMITTER_KAFKA__BOOTSTRAPSERVERS",
+    ),
     ("bad log level", ["run"], {"EMITTER_EMITTER__LOG_LEVEL": "loud"}, None, "emitter.log_level = 'LOUD'"),
     ("api_id not a number", ["run"], {"TELEGRAM_API_ID": "abc"}, None, "telegram.api_id = 'abc'"),
     ("SASL without mechanism", ["run"], {}, "[kafka]\nsecurity_protocol = SASL_SSL\n", "needs sasl_mechanism"),
@@ -104,7 +110,9 @@ def test_precedence_defaults_ini_env_flags(monkeypatch: pytest.MonkeyPatch, tmp_
 def test_tgdata_config_ini_loads_unchanged(tmp_path: Path) -> None:
     """The [telegram] api_id / api_hash / session_file / phone layout of tgdata works as is."""
     ini = tmp_path / "config.ini"
-    ini.write_text("[telegram]\napi_id = 12345\napi_hash = 0123456789abcdef\nsession_file = tg.session\nphone = +15550000\n")
+    ini.write_text(
+        "[telegram]\napi_id = 12345\napi_hash = 0123456789abcdef\nsession_file = tg.session\nphone = +15550000\n"
+    )
     s = load_settings(ini, {"telegram": {"groups": ["@python"]}})
     assert s.telegram.api_id == 12345
     assert s.telegram.api_hash is not None and s.telegram.api_hash.get_secret_value() == "0123456789abcdef"

@@ -98,7 +98,7 @@ def test_confluent_framing_carries_the_schema_id() -> None:
 @pytest.mark.parametrize("value", [b"", b"\x01\x02", b"\xc3\x01" + b"\x00" * 8 + b"x"])
 def test_unknown_bytes_are_refused(value: bytes) -> None:
     """Bytes that are not a framed record of a known schema raise ValueError."""
-    with pytest.raises(ValueError, match="framed|fingerprint"):
+    with pytest.raises(ValueError, match=r"framed|fingerprint"):
         decode(value)
 
 

@@ -54,7 +54,7 @@ async def test_stop_drains_what_was_accepted() -> None:
     monitor = Monitor(DemoSource(1, history=0, rate=200), sink, batch_timeout=0.05)
     task = asyncio.create_task(monitor.run())
     async with asyncio.timeout(10):
-        while len(sink.events) < 20:
+        while len(sink.events) < 20:  # noqa: ASYNC110 - polling a plain list with a deadline
             await asyncio.sleep(0.01)
     monitor.request_stop()
     await asyncio.wait_for(task, 10)
