@@ -11,11 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 Ranges = tuple[tuple[int, int], ...]
 """Sorted, disjoint, non-adjacent inclusive id ranges."""
 
 _FORMAT_VERSION = 1
+
+NEVER_WALKED: Final = -(2**63)
+"""The cursor of a group no walk has covered yet. Not 0: exports carry history migrated from a basic group
+under negative ids, which a cursor of 0 would count as published."""
 
 
 def _add_id(ranges: Ranges, msg_id: int) -> Ranges:
@@ -42,7 +47,7 @@ class GroupCursor:
     """The publish position of one group."""
 
     group_id: int
-    cursor: int = 0
+    cursor: int = NEVER_WALKED
     above: Ranges = ()
     failed: str | None = None
     """Why the group stopped (lost access, …), or None while it is healthy."""
@@ -79,7 +84,7 @@ class GroupCursor:
     def holes(self, limit: int) -> list[int]:
         """Ids between the cursor and the highest live id that no one has published yet, at most `limit`."""
         out: list[int] = []
-        prev = self.cursor
+        prev = max(self.cursor, 0)
         for lo, hi in self.above:
             for msg_id in range(prev + 1, lo):
                 if len(out) == limit:

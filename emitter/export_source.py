@@ -31,7 +31,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from emitter.cursor import GroupCursor
 from emitter.errors import ConfigError, SourceError
 from emitter.protocols import CursorView, Page
 from emitter.records import (
@@ -60,9 +59,6 @@ RawMessage = Mapping[str, object]
 DEFAULT_PAGE_SIZE: Final = 500
 CHANNEL_ID_OFFSET: Final = 10**12
 """Marked channel and supergroup ids are -(10**12 + id): the "-100" prefix."""
-NO_CURSOR: Final = 0
-"""`GroupCursor`'s default cursor, read as "never walked" (no message has id 0)."""
-
 _LONG_MIN: Final = -(2**63)
 _LONG_MAX: Final = 2**63 - 1
 _INT_MIN: Final = -(2**31)
@@ -594,7 +590,7 @@ class ExportSource:
 
     The file is read once, at `__aenter__`, in a worker thread; only the selected chats' message lists are
     kept. `pages` walks every message whose id is above the group's cursor (and not in its `above` set);
-    for a group with no cursor yet (`NO_CURSOR`) it starts below the lowest id, migrated history included.
+    for a group never walked (`NEVER_WALKED`) that includes migrated history under negative ids.
 
     Args:
         path: `result.json`, or the export folder that contains it.
@@ -670,13 +666,6 @@ class ExportSource:
         """The exported chats (those in `only`, when given), in the export's order."""
         return [chat.group for chat in self._loaded().values()]
 
-    def start_cursor(self, group: Group, cursor: GroupCursor) -> GroupCursor:
-        """The cursor the walk of `group` starts from: `cursor`, or just below the lowest id if never walked."""
-        chat = self._loaded().get(group.id)
-        if cursor.cursor != NO_CURSOR or chat is None or not chat.ids or chat.ids[0] > NO_CURSOR:
-            return cursor
-        return GroupCursor(cursor.group_id, chat.ids[0] - 1, cursor.above, cursor.failed, cursor.moved_to)
-
     async def pages(self, group: Group, cursor: CursorView) -> AsyncIterator[Page]:
         """The group's messages above the cursor, ascending, in pages of at most `page_size`; then it ends.
 
@@ -688,7 +677,7 @@ class ExportSource:
         chat = self._loaded().get(group.id)
         if chat is None:
             raise SourceError(group.id, f"not in the export {self.path}")
-        start = self.start_cursor(group, cursor())
+        start = cursor()
         events: list[MessageEvent] = []
         walked: int | None = None
         now = self._clock()

@@ -10,17 +10,17 @@ from collections.abc import Awaitable, Callable
 async def wait_until(
     predicate: Callable[[], bool | Awaitable[bool]],
     *,
-    timeout: float = 5.0,
+    within: float = 5.0,
     interval: float = 0.01,
     message: str | None = None,
 ) -> None:
-    """Poll `predicate` until it holds; fail with AssertionError after `timeout` seconds.
+    """Poll `predicate` until it holds; fail with AssertionError after `within` seconds.
 
     Live updates, gap recovery (Telethon waits 0.5 s before asking for a difference) and reconnects
     happen in Telethon's background tasks, so tests observe them by polling with a deadline.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         value = predicate()
         if inspect.isawaitable(value):
@@ -28,5 +28,5 @@ async def wait_until(
         if value:
             return
         if loop.time() >= deadline:
-            raise AssertionError(message or f"condition not met within {timeout} s")
+            raise AssertionError(message or f"condition not met within {within} s")
         await asyncio.sleep(interval)

@@ -65,7 +65,7 @@ PeerLike = Any
 username."""
 
 
-class UnsupportedRequestError(errors.RPCError, NotImplementedError):
+class UnsupportedRequestError(errors.RPCError, NotImplementedError):  # type: ignore[misc]  # untyped base
     """A request the fake does not answer. Raised to the caller, naming the request type.
 
     It is an RPCError (so Telethon's update loop treats it like any failed call instead of crashing)
@@ -242,6 +242,8 @@ class FakeTelegram:
         self.faults = FaultPlan(seed=seed)
         self.request_counts: Counter[str] = Counter()
         self.request_log: list[str] = []
+        self.response_log: list[tuple[str, str]] = []
+        """(request key, what was answered): a result type name, or 'rpc_error CODE MESSAGE'."""
         self.history_calls: list[HistoryCall] = []
         self.unsupported_requests: list[str] = []
 
@@ -533,7 +535,7 @@ class FakeTelegram:
         """
         st = self._state(peer)
         if isinstance(st, _UserState):
-            raise ValueError("revoke_access applies to chats and channels")
+            raise TypeError("revoke_access applies to chats and channels")
         st.revoked = True
         if isinstance(st, _ChannelState):
             # Telegram tells connected sessions with updateChannel carrying the forbidden channel.
@@ -550,7 +552,7 @@ class FakeTelegram:
         """Undo `revoke_access`."""
         st = self._state(peer)
         if isinstance(st, _UserState):
-            raise ValueError("restore_access applies to chats and channels")
+            raise TypeError("restore_access applies to chats and channels")
         st.revoked = False
 
     # endregion
@@ -598,8 +600,8 @@ class FakeTelegram:
         that constructs its own client; `client()` uses it too. Not thread-safe (tests are async).
         """
         original = telegrambaseclient.MTProtoSender
-        if not (isinstance(original, type) and issubclass(original, MTProtoSender)):
-            raise RuntimeError("telegrambaseclient.MTProtoSender is already patched")
+        if original is not MTProtoSender:
+            raise RuntimeError("telegrambaseclient.MTProtoSender is already patched (nested patch_telethon?)")
 
         def factory(auth_key: AuthKey | None, **kwargs: Any) -> FakeSender:
             return FakeSender(auth_key, world=self, **kwargs)
@@ -667,9 +669,10 @@ class FakeTelegram:
         return sum(n for key, n in self.request_counts.items() if spec_matches(request, key))
 
     def reset_counters(self) -> None:
-        """Forget request counts, the request log and the history-call log."""
+        """Forget request counts, the request and response logs and the history-call log."""
         self.request_counts.clear()
         self.request_log.clear()
+        self.response_log.clear()
         self.history_calls.clear()
 
     def messages(self, peer: PeerLike) -> list[Any]:
@@ -785,7 +788,7 @@ class FakeTelegram:
             return found
         for attr, table in (("user_id", self._users), ("chat_id", self._chats), ("channel_id", self._channels)):
             if hasattr(peer, attr):  # Peer* and InputPeer*
-                return table[getattr(peer, attr)]  # type: ignore[return-value]
+                return table[getattr(peer, attr)]
         if isinstance(peer, types.User):
             return self._users[peer.id]
         if isinstance(peer, types.Chat | types.ChatForbidden):
@@ -971,8 +974,10 @@ class FakeTelegram:
             raise ConnectionRefusedError("FakeTelegram refused the connection")
         link = Link(sender)
         key = link.auth_key
-        if self.detect_duplicate_sessions and key and any(
-            other.alive and other.auth_key == key and other.sender is not sender for other in self._links
+        if (
+            self.detect_duplicate_sessions
+            and key
+            and any(other.alive and other.auth_key == key and other.sender is not sender for other in self._links)
         ):
             _log.warning("auth key used by two connections at once: revoking it (AUTH_KEY_DUPLICATED)")
             self._duplicated_keys.add(key)
@@ -1016,6 +1021,7 @@ class FakeTelegram:
             self._answer(link, state.msg_id, request)
 
     def _answer(self, link: Link, msg_id: int, request: Any) -> None:
+        """Answer one request on `link` as Telegram would: a result, an rpc_error, or (fake-only) a failure."""
         inner = request
         while isinstance(inner, WRAPPERS):
             if isinstance(inner, functions.InvokeWithoutUpdatesRequest):
@@ -1024,26 +1030,24 @@ class FakeTelegram:
         key = request_key(inner)
         self.request_counts[key] += 1
         self.request_log.append(key)
+        handler = self._handlers.get(type(inner))
+        if handler is None:
+            self.unsupported_requests.append(key)
+            _log.error("FakeTelegram does not support %s: %s", key, inner)
+            link.deliver(Settle(msg_id, error=UnsupportedRequestError(request, key)), self.latency)
+            return
         try:
-            fault = self.faults.check_request(key, inner)
-            if fault is not None:
-                raise _RpcFailure(fault.error_code, fault.error_message)
-            handler = self._handlers.get(type(inner))
-            if handler is None:
-                self.unsupported_requests.append(key)
-                _log.error("FakeTelegram does not support %s: %s", key, inner)
-                link.deliver(Settle(msg_id, error=UnsupportedRequestError(request, key)), self.latency)
-                return
-            if key not in _NO_AUTH_NEEDED:
-                self._check_auth(link)
-            result = handler(link, inner)
+            result = self._call_handler(link, key, inner, handler)
         except _RpcFailure as e:
+            self.response_log.append((key, f"rpc_error {e.code} {e.message}"))
             answer = RpcResult(msg_id, None, types.RpcError(e.code, e.message))
             link.deliver(TLMessage(next(self._server_msg_ids), 0, answer), self.latency)
         except Exception as e:
+            # A bug in the fake: hand the original exception to the caller so the test shows it.
             _log.exception("FakeTelegram failed while answering %s", key)
             link.deliver(Settle(msg_id, error=e), self.latency)
         else:
+            self.response_log.append((key, type(result).__name__))
             if isinstance(result, types.Pong):
                 # Pong is not wrapped in rpc_result; the real sender matches it by msg_id.
                 result.msg_id = msg_id
@@ -1053,6 +1057,15 @@ class FakeTelegram:
                 link.deliver(TLMessage(next(self._server_msg_ids), 0, answer), self.latency)
             else:
                 link.deliver(Settle(msg_id, result=result), self.latency)
+
+    def _call_handler(self, link: Link, key: str, request: Any, handler: Callable[[Link, Any], Any]) -> Any:
+        """Scripted faults first (they hit before anything else, like a server-side limit), then auth."""
+        fault = self.faults.check_request(key, request)
+        if fault is not None:
+            raise _RpcFailure(fault.error_code, fault.error_message)
+        if key not in _NO_AUTH_NEEDED:
+            self._check_auth(link)
+        return handler(link, request)
 
     def _check_auth(self, link: Link) -> None:
         key = link.auth_key
@@ -1186,44 +1199,41 @@ class FakeTelegram:
         New messages appear in their current form (already edited, or left out if deleted since);
         edits and deletions of older messages become other_updates with their original pts.
         """
-        created: set[tuple[int, int]] = set()
-        for ev in events:
-            if ev.kind == "new":
-                created.update((ev.peer, i) for i in ev.ids)
+        created = {(ev.peer, i) for ev in events if ev.kind == "new" for i in ev.ids}
+        last_edit = {(ev.peer, ev.ids[0]): ev for ev in events if ev.kind == "edit"}
         new_messages: list[Any] = []
         others: list[Any] = []
         edited: list[Any] = []
-        last_edit: dict[tuple[int, int], _Event] = {}
         for ev in events:
-            if ev.kind == "edit":
-                last_edit[(ev.peer, ev.ids[0])] = ev
-        for ev in events:
-            st = self._by_marked[ev.peer]
+            history = self._by_marked[ev.peer].history
             if ev.kind == "new":
-                new_messages.extend(st.history.msgs[i] for i in ev.ids if i in st.history.msgs)
+                new_messages.extend(history.msgs[i] for i in ev.ids if i in history.msgs)
             elif ev.kind == "edit":
                 key = (ev.peer, ev.ids[0])
-                msg = st.history.msgs.get(ev.ids[0])
-                if key in created or msg is None or last_edit[key] is not ev:
-                    continue
-                edited.append(msg)
-                if channel is not None:
-                    others.append(types.UpdateEditChannelMessage(message=msg, pts=ev.pts, pts_count=1))
-                else:
-                    others.append(types.UpdateEditMessage(message=msg, pts=ev.pts, pts_count=1))
+                msg = history.msgs.get(ev.ids[0])
+                # Only the last edit of a message older than the difference, and only if it still exists.
+                if key not in created and msg is not None and last_edit[key] is ev:
+                    edited.append(msg)
+                    others.append(self._edit_update(msg, ev, channel))
             else:
                 ids = [i for i in ev.ids if (ev.peer, i) not in created]
-                if not ids:
-                    continue
-                if channel is not None:
-                    others.append(
-                        types.UpdateDeleteChannelMessages(
-                            channel_id=channel.tl.id, messages=ids, pts=ev.pts, pts_count=ev.pts_count
-                        )
-                    )
-                else:
-                    others.append(types.UpdateDeleteMessages(messages=ids, pts=ev.pts, pts_count=ev.pts_count))
+                if ids:
+                    others.append(self._delete_update(ids, ev, channel))
         return new_messages, others, edited
+
+    @staticmethod
+    def _edit_update(msg: Any, ev: _Event, channel: _ChannelState | None) -> Any:
+        if channel is not None:
+            return types.UpdateEditChannelMessage(message=msg, pts=ev.pts, pts_count=1)
+        return types.UpdateEditMessage(message=msg, pts=ev.pts, pts_count=1)
+
+    @staticmethod
+    def _delete_update(ids: list[int], ev: _Event, channel: _ChannelState | None) -> Any:
+        if channel is not None:
+            return types.UpdateDeleteChannelMessages(
+                channel_id=channel.tl.id, messages=ids, pts=ev.pts, pts_count=ev.pts_count
+            )
+        return types.UpdateDeleteMessages(messages=ids, pts=ev.pts, pts_count=ev.pts_count)
 
     def _h_get_difference(self, link: Link, req: Any) -> Any:
         now = self._now()
@@ -1242,9 +1252,7 @@ class FakeTelegram:
             else [
                 ch
                 for ch in self._channels.values()
-                if not ch.revoked
-                and ch.last_event_date is not None
-                and (since is None or ch.last_event_date >= since)
+                if not ch.revoked and ch.last_event_date is not None and (since is None or ch.last_event_date >= since)
             ]
         )
         if not events and not too_long:
@@ -1454,9 +1462,7 @@ class FakeTelegram:
         dialogs = [self._dialog(st) for st in page]
         if start == 0 and len(page) == len(order):
             return types.messages.Dialogs(dialogs=dialogs, messages=tops, chats=chats, users=users)
-        return types.messages.DialogsSlice(
-            count=len(order), dialogs=dialogs, messages=tops, chats=chats, users=users
-        )
+        return types.messages.DialogsSlice(count=len(order), dialogs=dialogs, messages=tops, chats=chats, users=users)
 
     def _h_get_chats(self, link: Link, req: Any) -> Any:
         return types.messages.Chats(chats=[self._chat_tl(self._chats[i]) for i in req.id if i in self._chats])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from emitter.codec import Encoder, decode
-from emitter.cursor import GroupCursor
+from emitter.cursor import NEVER_WALKED, GroupCursor
 from emitter.errors import ConfigError, SourceError
 from emitter.export_source import (
     ExportSource,
@@ -454,7 +454,7 @@ async def test_unsorted_file_is_walked_in_id_order(tmp_path: Path) -> None:
         pytest.param(10, (), 11, set(), id="cursor"),
         pytest.param(10, ((14, 15), (19, 19)), 11, {14, 15, 19}, id="cursor-and-above"),
         pytest.param(-999999875, (), -999999870, set(), id="inside-migrated-history"),
-        pytest.param(0, ((1, 3),), -999999880, {1, 2, 3}, id="no-cursor-yet-with-live-ids"),
+        pytest.param(NEVER_WALKED, ((1, 3),), -999999880, {1, 2, 3}, id="no-cursor-yet-with-live-ids"),
     ],
 )
 async def test_resume_skips_published_ids(cursor: int, above: tuple[tuple[int, int], ...], first: int,
@@ -482,12 +482,13 @@ async def test_cursor_at_the_end_yields_nothing() -> None:
         assert await _collect(source, RUST, GroupCursor(RUST.id, 25)) == []
 
 
-async def test_no_cursor_starts_below_migrated_history() -> None:
-    """A never-walked group (GroupCursor's default 0) starts below its lowest, negative, id."""
+async def test_never_walked_cursor_includes_migrated_history() -> None:
+    """A never-walked group yields its negative (migrated) ids first; a set cursor skips up to it."""
     async with ExportSource(SINGLE) as source:
-        start = source.start_cursor(RUST, GroupCursor(RUST.id))
-        assert start.cursor == -999999881
-        assert source.start_cursor(RUST, GroupCursor(RUST.id, 5)).cursor == 5
+        fresh = await _collect(source, RUST)
+        assert fresh[0].events[0].message_id == -999999880
+        resumed = await _collect(source, RUST, GroupCursor(RUST.id, 5))
+        assert all(e.message_id > 5 for p in resumed for e in p.events)
 
 
 async def test_skipped_messages_are_counted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -662,11 +663,6 @@ async def test_every_mapped_event_round_trips_through_avro(tmp_path: Path) -> No
 # --- with the tracker ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GroupCursor starts at 0, so the tracker drops negative (migrated) ids as already published; "
-    "needs a 'never walked' cursor sentinel in emitter/cursor.py",
-)
 async def test_tracker_accepts_migrated_history_from_a_fresh_cursor() -> None:
     """Migrated basic-group history (negative ids) gets through the tracker on a group's first walk."""
     tracker = Tracker()
