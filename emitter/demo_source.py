@@ -163,7 +163,7 @@ class DemoSource:
     async def pages(self, group: Group, cursor: CursorView) -> AsyncIterator[Page]:
         """History from the cursor in pages of 100, then one new message every 1/rate seconds."""
         last = self.limit if self.limit is not None else None
-        n = max(cursor().cursor, 0) + 1
+        n = max(cursor(group.id).cursor, 0) + 1
         history_end = self.history if last is None else min(self.history, last)
         while n <= history_end:
             ids = range(n, min(n + PAGE_SIZE, history_end + 1))

@@ -677,7 +677,7 @@ class ExportSource:
         chat = self._loaded().get(group.id)
         if chat is None:
             raise SourceError(group.id, f"not in the export {self.path}")
-        start = cursor()
+        start = cursor(group.id)
         events: list[MessageEvent] = []
         walked: int | None = None
         now = self._clock()

@@ -72,6 +72,10 @@ class Monitor:
         self.ready = False
         """Cursors restored and the last commit succeeded (what /readyz reports)."""
 
+    def status(self) -> dict[str, Any]:
+        """What /readyz reports: ready, and which groups failed and why."""
+        return {"ready": self.ready, "failed": dict(self.stats.failed), "groups": self.stats.groups}
+
     def request_stop(self) -> None:
         """Stop taking new events, commit what was accepted, and return from `run` (idempotent)."""
         self._stop.set()
@@ -132,7 +136,7 @@ class Monitor:
 
     async def _feed(self, group: Group) -> None:
         try:
-            async for page in self.source.pages(group, self.tracker.view(group.id)):
+            async for page in self.source.pages(group, self.tracker.cursor):
                 while len(self._batcher) >= self.max_in_flight:
                     self._room.clear()
                     await self._room.wait()

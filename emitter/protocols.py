@@ -42,8 +42,9 @@ class Batch:
     """Monotonic time the oldest event joined the batch (for latency metrics)."""
 
 
-CursorView = Callable[[], GroupCursor]
-"""Returns the group's latest accepted cursor, so a source can start a sweep where publishing stands."""
+CursorView = Callable[[int], GroupCursor]
+"""Returns a group's latest accepted cursor by id, so a source can start a sweep where publishing stands
+(and, after a migration, find the cursor of the group it moved to)."""
 
 
 @runtime_checkable

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from emitter.cursor import GroupCursor
-from emitter.protocols import CursorView, MessageInfo, Page
+from emitter.protocols import MessageInfo, Page
 from emitter.records import EventType, MessageEvent
 
 
@@ -27,10 +27,6 @@ class Tracker:
         if found is None:
             found = self._cursors[group_id] = GroupCursor(group_id)
         return found
-
-    def view(self, group_id: int) -> CursorView:
-        """A callable a source polls for the group's current cursor."""
-        return lambda: self.cursor(group_id)
 
     def set(self, cursor: GroupCursor) -> None:
         """Replace a group's cursor (failures, migrations)."""

@@ -50,6 +50,8 @@ _log = logging.getLogger(__name__)
 HISTORY_PAGE_MAX = 100
 # What a user account may ask per getChannelDifference (Telethon sends exactly this).
 USER_CHANNEL_DIFF_LIMIT = 100
+# How old a chat created without a date is: older than any history a test builds after it.
+_DEFAULT_AGE = timedelta(days=365)
 # Marked channel ids are -(10**12 + id), see telethon.utils.get_peer_id.
 _CHANNEL_MARK = 10**12
 
@@ -220,6 +222,8 @@ class FakeTelegram:
         roundtrip: answers and updates travel as bytes and are parsed again (on by default: real
             parsing cost and behaviour; off: clients receive the world's own objects, faster, but
             Telethon's in-place changes to them leak between clients and into the world).
+        clock: returns the current time as an aware UTC datetime (default: the real clock); message
+            dates, edit dates and getState dates come from it, truncated to whole seconds.
         latency: seconds before an answer or update reaches a client (0: next loop iteration).
         account_message_id_start: first id of the account-wide counter (basic groups, private chats).
         difference_slice_size: account events per updates.getDifference answer before it is sliced.
@@ -323,8 +327,10 @@ class FakeTelegram:
     ) -> Any:
         """Create a broadcast channel (or a supergroup with `megagroup=True`) the account is in.
 
-        Like on Telegram, message 1 is the MessageActionChannelCreate service message.
+        Like on Telegram, message 1 is the MessageActionChannelCreate service message. It is dated
+        `date`, by default a year ago, so that histories built afterwards keep dates rising with ids.
         """
+        date = date or self._now() - _DEFAULT_AGE
         st = self._new_channel(title, username=username, megagroup=megagroup, members=members, date=date)
         creator = None if not megagroup else types.PeerUser(self.default_user.id)
         self._append(
@@ -344,9 +350,10 @@ class FakeTelegram:
     def add_chat(self, title: str, *, members: Sequence[Any] | None = None, date: datetime | None = None) -> Any:
         """Create a basic group with the account, ``default_user`` and `members` in it.
 
-        Message ids come from the account-wide counter; the first is MessageActionChatCreate.
+        Message ids come from the account-wide counter; the first is MessageActionChatCreate, dated
+        `date` (by default a year ago).
         """
-        date = date or self._now()
+        date = date or self._now() - _DEFAULT_AGE
         member_ids = [self.me.id, self.default_user.id] + [
             u.id for u in members or () if u.id not in (self.me.id, self.default_user.id)
         ]
@@ -413,16 +420,24 @@ class FakeTelegram:
     ) -> list[Any]:
         """Create `n` messages quickly, pushing no updates (for building long histories).
 
-        Dates rise by `step` from `start_date` (default: so that the last one is "now"). The pts
-        still advances per message, as on Telegram, so a client that already tracks the chat sees a
-        gap at the next live update. `text` is a format string with ``{i}`` (0-based) or a callable.
+        Dates rise by `step` from `start_date`. By default the last one is "now"; if that would date
+        the first one before the chat's newest message, the dates are squeezed in between instead
+        (ids and dates rise together on Telegram, and offset_date paging relies on it). The pts still
+        advances per message, as on Telegram, so a client that already tracks the chat sees a gap at
+        the next live update. `text` is a format string with ``{i}`` (0-based) or a callable.
         """
         st = self._state(peer)
-        first = start_date or self._now() - step * max(n - 1, 0)
+        if start_date is None:
+            now = self._now()
+            start_date = now - step * max(n - 1, 0)
+            top = st.history.top()
+            if top is not None and start_date < top.date:
+                start_date, step = top.date, (now - top.date) / max(n, 1)
         out = []
         for i in range(n):
             body = text(i) if callable(text) else text.format(i=i)
-            msg = self._build_message(st, body, sender=sender, date=first + step * i, fields=dict(fields))
+            date = (start_date + step * i).replace(microsecond=0)
+            msg = self._build_message(st, body, sender=sender, date=date, fields=dict(fields))
             self._append(st, msg, push=False)
             out.append(msg)
         return out
@@ -730,6 +745,7 @@ class FakeTelegram:
             id=user_id,
             is_self=is_self or None,
             bot=bot or None,
+            bot_info_version=1 if bot else None,  # the TL schema couples the two flags
             access_hash=self._access_hash(),
             first_name=first_name,
             last_name=last_name,
@@ -776,26 +792,30 @@ class FakeTelegram:
 
     def _state(self, peer: PeerLike) -> _PeerState:
         """Find the world's state for whatever a test passes as a chat."""
+        found: _PeerState | None
         if isinstance(peer, str):
-            st = self._usernames.get(peer.lstrip("@").lower())
-            if st is None:
-                raise KeyError(f"no such username {peer!r}")
-            return st
-        if isinstance(peer, int):
+            found = self._usernames.get(peer.lstrip("@").lower())
+        elif isinstance(peer, int):
             found = self._by_marked.get(peer)
-            if found is None:
-                raise KeyError(f"no such peer id {peer}")
-            return found
-        for attr, table in (("user_id", self._users), ("chat_id", self._chats), ("channel_id", self._channels)):
-            if hasattr(peer, attr):  # Peer* and InputPeer*
-                return table[getattr(peer, attr)]
-        if isinstance(peer, types.User):
-            return self._users[peer.id]
-        if isinstance(peer, types.Chat | types.ChatForbidden):
-            return self._chats[peer.id]
-        if isinstance(peer, types.Channel | types.ChannelForbidden):
-            return self._channels[peer.id]
-        raise TypeError(f"cannot tell which chat {peer!r} is")
+        elif isinstance(peer, types.InputPeerSelf | types.InputUserSelf):
+            found = self._users[self.me.id]
+        elif isinstance(peer, types.User):
+            found = self._users.get(peer.id)
+        elif isinstance(peer, types.Chat | types.ChatForbidden):
+            found = self._chats.get(peer.id)
+        elif isinstance(peer, types.Channel | types.ChannelForbidden):
+            found = self._channels.get(peer.id)
+        elif hasattr(peer, "user_id"):  # PeerUser, InputPeerUser, InputUser
+            found = self._users.get(peer.user_id)
+        elif hasattr(peer, "chat_id"):  # PeerChat, InputPeerChat
+            found = self._chats.get(peer.chat_id)
+        elif hasattr(peer, "channel_id"):  # PeerChannel, InputPeerChannel, InputChannel
+            found = self._channels.get(peer.channel_id)
+        else:
+            raise TypeError(f"cannot tell which chat {peer!r} is")
+        if found is None:
+            raise KeyError(f"no such chat in this world: {peer!r}")
+        return found
 
     @staticmethod
     def _peer_tl(st: _PeerState) -> Any:
@@ -1016,8 +1036,13 @@ class FakeTelegram:
         for state in states:
             if not isinstance(state.request, TLRequest):
                 continue  # acks and other service messages need no answer
-            # What the server "receives" is what the client serialised, not the client's object.
-            request = BinaryReader(state.data).tgread_object() if self.roundtrip else state.request
+            try:
+                # What the server "receives" is what the client serialised, not the client's object.
+                request = BinaryReader(state.data).tgread_object() if self.roundtrip else state.request
+            except Exception as e:
+                _log.exception("FakeTelegram could not parse a %s", type(state.request).__name__)
+                link.deliver(Settle(state.msg_id, error=e), self.latency)
+                continue
             self._answer(link, state.msg_id, request)
 
     def _answer(self, link: Link, msg_id: int, request: Any) -> None:
@@ -1038,25 +1063,30 @@ class FakeTelegram:
             return
         try:
             result = self._call_handler(link, key, inner, handler)
+            reply = self._reply(msg_id, result)
         except _RpcFailure as e:
             self.response_log.append((key, f"rpc_error {e.code} {e.message}"))
             answer = RpcResult(msg_id, None, types.RpcError(e.code, e.message))
             link.deliver(TLMessage(next(self._server_msg_ids), 0, answer), self.latency)
         except Exception as e:
-            # A bug in the fake: hand the original exception to the caller so the test shows it.
+            # A bug in the fake (or an unserialisable answer): hand the exception to the caller so the
+            # test shows it, instead of killing the sender's loop and hanging the client.
             _log.exception("FakeTelegram failed while answering %s", key)
+            self.response_log.append((key, f"fake failure {type(e).__name__}"))
             link.deliver(Settle(msg_id, error=e), self.latency)
         else:
             self.response_log.append((key, type(result).__name__))
-            if isinstance(result, types.Pong):
-                # Pong is not wrapped in rpc_result; the real sender matches it by msg_id.
-                result.msg_id = msg_id
-                link.deliver(TLMessage(next(self._server_msg_ids), 0, result), self.latency)
-            elif self.roundtrip:
-                answer = RpcResult(msg_id, serialize_result(result), None)
-                link.deliver(TLMessage(next(self._server_msg_ids), 0, answer), self.latency)
-            else:
-                link.deliver(Settle(msg_id, result=result), self.latency)
+            link.deliver(reply, self.latency)
+
+    def _reply(self, msg_id: int, result: Any) -> Any:
+        """What goes on the wire for a result: rpc_result with the body bytes (or a bare Pong)."""
+        if isinstance(result, types.Pong):
+            # Pong is not wrapped in rpc_result; the real sender matches it by msg_id.
+            result.msg_id = msg_id
+            return TLMessage(next(self._server_msg_ids), 0, result)
+        if self.roundtrip:
+            return TLMessage(next(self._server_msg_ids), 0, RpcResult(msg_id, serialize_result(result), None))
+        return Settle(msg_id, result=result)
 
     def _call_handler(self, link: Link, key: str, request: Any, handler: Callable[[Link, Any], Any]) -> Any:
         """Scripted faults first (they hit before anything else, like a server-side limit), then auth."""

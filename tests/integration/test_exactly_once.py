@@ -25,7 +25,7 @@ async def _expected_ids(path: Path) -> dict[int, list[int]]:
     async with ExportSource(path) as source:
         for group in await source.groups():
             start = GroupCursor(group.id)
-            out[group.id] = [e.message_id async for p in source.pages(group, lambda s=start: s) for e in p.events]
+            out[group.id] = [e.message_id async for p in source.pages(group, lambda _gid, s=start: s) for e in p.events]
     return out
 
 

@@ -75,7 +75,7 @@ def _full(msg_id: int, group: Group = CHANNEL) -> MessageEvent:
 
 async def _collect(source: ExportSource, group: Group, cursor: GroupCursor | None = None) -> list[Page]:
     start = cursor or GroupCursor(group.id)
-    return [page async for page in source.pages(group, lambda: start)]
+    return [page async for page in source.pages(group, lambda _gid: start)]
 
 
 def _ids(pages: list[Page]) -> list[int]:
@@ -668,7 +668,7 @@ async def test_tracker_accepts_migrated_history_from_a_fresh_cursor() -> None:
     tracker = Tracker()
     accepted: list[int] = []
     async with ExportSource(SINGLE, page_size=3) as source:
-        async for page in source.pages(RUST, tracker.view(RUST.id)):
+        async for page in source.pages(RUST, tracker.cursor):
             fresh, _ = tracker.accept(page)
             accepted += [e.message_id for e in fresh]
     assert accepted[0] == -999999880

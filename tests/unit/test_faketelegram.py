@@ -185,6 +185,74 @@ async def test_basic_group_ids_come_from_the_account_wide_counter(fake: FakeTele
     assert fake.message_ids(channel) == [1, 2]
 
 
+async def test_get_history_offset_arithmetic_matches_telegram(fake: FakeTelegram, connect: Connect) -> None:
+    """Raw messages.GetHistory: offset_id exclusive, add_offset shifts towards newer, min/max_id exclusive."""
+    channel = fake.add_channel("Feed")
+    msgs = fake.post_many(channel, 999)  # ids 2..1000, dates one second apart
+    client = await connect()
+
+    async def history(**kw: Any) -> list[int]:
+        args = {"offset_id": 0, "offset_date": None, "add_offset": 0, "limit": 100, "max_id": 0, "min_id": 0}
+        args.update(kw)
+        result = await client(functions.messages.GetHistoryRequest(peer=channel, hash=0, **args))
+        assert isinstance(result, types.messages.ChannelMessages)
+        assert result.count == 1000
+        return [m.id for m in result.messages]
+
+    assert await history(limit=3) == [1000, 999, 998]
+    assert await history(offset_id=500, limit=3) == [499, 498, 497]
+    assert await history(offset_id=500, add_offset=-10, limit=20) == list(range(509, 489, -1))
+    assert await history(offset_id=3, add_offset=-100, limit=100) == list(range(102, 2, -1))
+    assert await history(offset_id=1001, add_offset=-100, limit=100) == []
+    assert await history(min_id=100, max_id=110) == list(range(109, 100, -1))
+    assert await history(offset_date=msgs[10].date, limit=2) == [msgs[9].id, msgs[8].id]
+    assert await history(limit=500) == list(range(1000, 900, -1))  # at most 100 per page
+
+
+async def test_rich_message_fields_survive_the_trip_through_bytes(fake: FakeTelegram, connect: Connect) -> None:
+    """Entities, media, replies, forwards, albums and counters reach Telethon intact, in history and live."""
+    channel = fake.add_channel("Broadcast", username="bc")
+    chat = fake.add_chat("Basic")
+    bot = fake.add_user("Helper", username="helper_bot", bot=True)
+    photo = types.Photo(
+        id=42,
+        access_hash=43,
+        file_reference=b"ref",
+        date=fake.messages(channel)[0].date,
+        sizes=[types.PhotoSize(type="x", w=800, h=600, size=12_345)],
+        dc_id=fake.dc_id,
+    )
+    fields: dict[str, Any] = {
+        "entities": [types.MessageEntityBold(offset=0, length=4)],
+        "media": types.MessageMediaPhoto(photo=photo),
+        "fwd_from": types.MessageFwdHeader(date=photo.date, from_id=types.PeerUser(fake.default_user.id)),
+        "grouped_id": 777,
+        "via_bot_id": bot.id,
+    }
+    posted = fake.post(channel, "Bold caption", post_author="Editor", views=10, forwards=2, **fields)
+    reply = fake.post(channel, "a reply", reply_to=posted.id)
+    client = await connect()
+    seen = _collector(client, events.NewMessage(chats=[chat.id]))
+
+    got = await client.get_messages(channel, ids=[posted.id, reply.id])
+    fake.post(chat, "Bold live", **fields)
+
+    first, second = got
+    assert (first.text, first.raw_text, first.post_author, first.views, first.forwards) == (
+        "**Bold** caption",
+        "Bold caption",
+        "Editor",
+        10,
+        2,
+    )
+    assert first.photo.id == 42 and first.grouped_id == 777 and first.via_bot_id == bot.id
+    assert first.fwd_from.from_id == types.PeerUser(fake.default_user.id)
+    assert second.reply_to.reply_to_msg_id == posted.id
+    await wait_until(lambda: len(seen) == 1)
+    live = seen[0].message
+    assert (live.photo.id, live.grouped_id, live.entities) == (42, 777, fields["entities"])
+
+
 async def test_get_messages_by_ids_keeps_positions_for_deleted_ids(fake: FakeTelegram, connect: Connect) -> None:
     """channels.GetMessages answers MessageEmpty for deleted ids, which Telethon turns into None in place."""
     channel = fake.add_channel("Feed")
@@ -322,6 +390,33 @@ async def test_randomly_dropped_updates_in_a_burst_are_all_recovered(fake: FakeT
     assert fake.faults.dropped_updates > 0
 
 
+async def test_edits_and_deletions_recovered_by_difference_are_not_dispatched(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """Lost edit/delete updates come back in ChannelDifference.other_updates, but Telethon drops them.
+
+    Telethon 1.45 sets the channel pts to the difference's pts before processing other_updates, so
+    every one of them looks already handled; only new messages reach the handlers.
+    """
+    channel = fake.add_channel("Super", megagroup=True)
+    client = await connect()
+    new = _collector(client, events.NewMessage())
+    edited = _collector(client, events.MessageEdited())
+    deleted = _collector(client, events.MessageDeleted())
+    first, second = fake.post(channel, "one"), fake.post(channel, "two")
+    await wait_until(lambda: len(new) == 2)
+
+    fake.edit(channel, first.id, "one, edited", push=False)
+    fake.delete(channel, [second.id], push=False)
+    after = fake.post(channel, "reveals the gap")
+
+    await wait_until(lambda: len(new) == 3)
+    await wait_until(lambda: channel.id not in client._message_box.getting_diff_for)
+    assert new[-1].message.id == after.id
+    assert fake.response_log[-1] == ("updates.GetChannelDifferenceRequest", "ChannelDifference")
+    assert (edited, deleted) == ([], [])
+
+
 async def test_gap_larger_than_the_difference_limit_loses_the_messages_in_telethon(
     fake: FakeTelegram, connect: Connect
 ) -> None:
@@ -366,6 +461,32 @@ async def test_reconnect_after_network_loss_then_gap_recovery(fake: FakeTelegram
     assert client.is_connected()
 
 
+async def test_after_reconnect_telethon_waits_for_catch_up_to_fetch_missed_posts(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """Telethon's auto-reconnect only calls get_me; client.catch_up() then fetches what was missed.
+
+    catch_up asks updates.GetDifference, whose updateChannelTooLong makes Telethon ask the channel.
+    """
+    channel = fake.add_channel("Super", megagroup=True)
+    client = await connect()
+    seen = _collector(client, events.NewMessage())
+    fake.post(channel, "before the outage")
+    await wait_until(lambda: len(seen) == 1)
+    get_users_before = fake.count("users.GetUsersRequest")
+
+    fake.disconnect(client)
+    missed = fake.post(channel, "while disconnected")
+    await wait_until(lambda: fake.count("users.GetUsersRequest") > get_users_before)  # the reconnect hook
+    assert len(seen) == 1
+
+    await client.catch_up()
+
+    await wait_until(lambda: len(seen) == 2)
+    assert seen[1].message.id == missed.id
+    assert fake.count("updates.GetChannelDifferenceRequest") == 1
+
+
 async def test_refused_reconnects_end_with_a_disconnected_client(fake: FakeTelegram, connect: Connect) -> None:
     """When every reconnect attempt is refused, Telethon gives up and `disconnected` raises ConnectionError."""
     client = await connect(connection_retries=1)
@@ -391,7 +512,7 @@ async def test_flood_wait_below_threshold_is_slept_through_by_telethon(fake: Fak
     got = await client.get_messages(channel, limit=20)
 
     assert len(got) == 20
-    assert time.monotonic() - started >= 1.0
+    assert time.monotonic() - started >= 0.9  # the event loop may wake a tick early
     assert fake.count("GetHistoryRequest") == 2
     assert [f.message for f in fake.faults.fired] == ["FLOOD_WAIT_1"]
 
@@ -521,7 +642,7 @@ async def test_duplicate_session_use_revokes_the_key(fake: FakeTelegram, connect
         await first.get_me()
 
 
-async def test_without_roundtrip_clients_still_work(connect: Connect) -> None:
+async def test_without_roundtrip_clients_still_work() -> None:
     """roundtrip=False hands objects over without bytes; pagination and updates behave the same."""
     fake = FakeTelegram(roundtrip=False)
     channel = fake.add_channel("Feed")

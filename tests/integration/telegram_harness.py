@@ -1,0 +1,78 @@
+"""Running the emitter's Telegram source against the in-process Telegram and the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from telethon import TelegramClient
+
+from emitter.kafka_sink import KafkaSink
+from emitter.monitor import Monitor
+from emitter.settings import Settings
+from emitter.telegram_source import TelegramSource, Window
+from tests.faketelegram import FakeTelegram, wait_until
+from tests.integration.kafka_read import read_committed
+
+
+@dataclass
+class Running:
+    """A running emitter: its monitor, its source and the task that runs them."""
+
+    monitor: Monitor
+    source: TelegramSource
+    task: asyncio.Task[Any]
+
+
+@asynccontextmanager
+async def emitter(
+    fake: FakeTelegram,
+    settings: Settings,
+    groups: list[str | int],
+    *,
+    client: TelegramClient | None = None,
+    sweep_interval: float = 60.0,
+    follow: bool = True,
+    window: Window | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> AsyncIterator[Running]:
+    """An emitter on `groups` of the fake world into the test's topics; stopped (drained) on exit."""
+    client = client or fake.client(flood_sleep_threshold=0)
+    extra: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
+    source = TelegramSource(
+        client, groups, sweep_interval=sweep_interval, follow=follow, window=window, own_client=True, **extra
+    )
+    monitor = Monitor(source, KafkaSink(settings.kafka, settings.emitter.instance), batch_timeout=0.05)
+    task = asyncio.create_task(monitor.run())
+    try:
+        yield Running(monitor, source, task)
+    finally:
+        monitor.request_stop()
+        await asyncio.wait_for(task, 60)
+
+
+async def published(settings: Settings) -> list[tuple[int, str, int, str]]:
+    """(group id, event type, message id, source) of every committed record, in consumer order."""
+    records = await read_committed(settings.kafka.bootstrap_servers[0], settings.kafka.topic)  # type: ignore[index]
+    return [(r["group"]["id"], r["event_type"], r["message_id"], r["source"]) for _, r in records]
+
+
+async def new_ids(settings: Settings, group_id: int) -> list[int]:
+    """Ids of the group's NEW events as a consumer reads them."""
+    return [m for g, kind, m, _ in await published(settings) if g == group_id and kind == "NEW"]
+
+
+async def wait_for_ids(settings: Settings, group_id: int, count: int, *, within: float = 60.0) -> list[int]:
+    """Poll Kafka until the group has at least `count` NEW events; return them."""
+    found: list[int] = []
+
+    async def enough() -> bool:
+        nonlocal found
+        found = await new_ids(settings, group_id)
+        return len(found) >= count
+
+    await wait_until(enough, within=within, interval=0.3, message=f"fewer than {count} messages of {group_id}")
+    return found
