@@ -14,7 +14,7 @@ import pytest
 from emitter.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-BOOTSTRAP = os.environ.get("EMITTER_TEST_BOOTSTRAP", "127.0.0.1:9092")
+BOOTSTRAP = os.environ.get("TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 
 
 def _reachable(address: str) -> bool:

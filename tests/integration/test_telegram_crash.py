@@ -58,7 +58,7 @@ def test_sigkill_during_follow_then_restart_with_string_session(settings: Settin
     fake.post_many(channel, HISTORY)
     gid = fake.peer_id(channel)
     session = fake.new_session().save()
-    seed = int(os.environ.get("EMITTER_TEST_SEED", time.time_ns() % 10_000))
+    seed = int(os.environ.get("TEST_SEED", time.time_ns() % 10_000))
     print(f"seed={seed}")
 
     child = multiprocessing.get_context("fork").Process(target=_child, args=(fake, settings, session), daemon=True)
