@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--idle-timeout", dest="idle_timeout", type=float, help="stop after S seconds without records")
 
     sub.add_parser("check", parents=[common], help="validate the configuration and reach Kafka")
+
+    login = sub.add_parser("login", parents=[common], help="log in to Telegram once (interactive)")
+    login.add_argument(
+        "--print-session", action="store_true", help="print a StringSession for TELEGRAM_SESSION (keep it secret)"
+    )
+    groups = sub.add_parser("groups", parents=[common], help="list the account's groups and channels")
+    groups.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -165,7 +172,50 @@ async def _check(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"run": _run, "tail": _tail, "check": _check}
+async def _login(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass  # noqa: PLC0415 - interactive commands only
+
+    from emitter.telegram_account import login  # noqa: PLC0415 - Telethon only when used
+    from emitter.telegram_source import make_client  # noqa: PLC0415
+
+    client = make_client(settings.telegram)
+    phone = settings.telegram.phone
+    async with client:
+        who, session = await login(
+            client,
+            phone=lambda: phone or input("Phone number (international format): "),
+            code=lambda: input("Login code Telegram sent you: "),
+            password=lambda: getpass.getpass("Two-step verification password: "),
+        )
+    print(f"logged in as {who}", file=sys.stderr)
+    if args.print_session:
+        print(session)
+    elif settings.telegram.session is None:
+        print(f"session saved in {settings.telegram.session_file or 'emitter.session'} (mode 0600)", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _groups(settings: Settings, args: argparse.Namespace) -> int:
+    from emitter.telegram_account import list_groups  # noqa: PLC0415 - Telethon only when used
+    from emitter.telegram_source import make_client  # noqa: PLC0415
+
+    client = make_client(settings.telegram)
+    async with client:
+        if not await client.is_user_authorized():
+            raise FatalError("the Telegram session is not logged in: run `emitter login` once to create one")
+        groups = await list_groups(client)
+    for g in groups:
+        if args.json:
+            doc = {"id": g.id, "title": g.title, "username": g.username, "type": g.type.value, "members": g.members}
+            print(json.dumps(doc, ensure_ascii=False))
+        else:
+            members = "" if g.members is None else str(g.members)
+            username = f"@{g.username}" if g.username else ""
+            print(f"{g.id:>16}  {g.type.value:<10}  {members:>8}  {username:<24}  {g.title or ''}")
+    return EXIT_OK
+
+
+_COMMANDS = {"run": _run, "tail": _tail, "check": _check, "login": _login, "groups": _groups}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -262,10 +262,6 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "telegram.api_hash is required by the telegram source: expected the API hash from my.telegram.org"
                 )
-            if not self.telegram.groups:
-                raise ValueError(
-                    "telegram.groups is empty: expected at least one group (marked id, @username or t.me link)"
-                )
         if self.source_kind == "export" and self.emitter.export_path is None:
             raise ValueError(
                 "emitter.export_path is required by the export source: expected a result.json or its folder"

@@ -137,20 +137,12 @@ class TelegramSource:
     @classmethod
     def from_settings(cls, settings: TelegramSettings, **kwargs: Any) -> TelegramSource:
         """A source with its own client, logged in with the configured session (string or file)."""
-        if settings.api_id is None or settings.api_hash is None:
-            raise ConfigError("telegram.api_id and telegram.api_hash are required by the telegram source")
-        session: StringSession | str
-        if settings.session is not None:
-            session = StringSession(settings.session.get_secret_value())
-        else:
-            session = str(settings.session_file or Path("emitter.session"))
-        client = TelegramClient(
-            session,
-            settings.api_id,
-            settings.api_hash.get_secret_value(),
-            flood_sleep_threshold=settings.flood_sleep_threshold,
-            receive_updates=True,
-        )
+        if not settings.groups:
+            raise ConfigError(
+                "telegram.groups is empty: expected at least one group (marked id, @username or t.me link); "
+                "`emitter groups` lists the account's groups"
+            )
+        client = make_client(settings)
         return cls(client, settings.groups, sweep_interval=settings.sweep_interval, own_client=True, **kwargs)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -168,7 +160,7 @@ class TelegramSource:
         """Connect (if needed), check the login, and register the live handlers."""
         if not self.client.is_connected():
             await self.client.connect()
-        _restrict_session_file(self.client)
+        restrict_session_file(self.client)
         try:
             authorized = await self.client.is_user_authorized()
         except _ACCOUNT_GONE as e:
@@ -501,6 +493,26 @@ class TelegramSource:
         self._unhook = unhook
 
 
+def make_client(settings: TelegramSettings) -> TelegramClient:
+    """A Telethon client for the configured account: a StringSession if given, else the session file."""
+    if settings.api_id is None or settings.api_hash is None:
+        raise ConfigError(
+            "telegram.api_id and telegram.api_hash are required: expected the values from my.telegram.org"
+        )
+    session: StringSession | str
+    if settings.session is not None:
+        session = StringSession(settings.session.get_secret_value())
+    else:
+        session = str(settings.session_file or Path("emitter.session"))
+    return TelegramClient(
+        session,
+        settings.api_id,
+        settings.api_hash.get_secret_value(),
+        flood_sleep_threshold=settings.flood_sleep_threshold,
+        receive_updates=True,
+    )
+
+
 def _migrated_to(message: Any) -> int | None:
     """The marked id of the supergroup a basic group became, if this is its migration message."""
     action = getattr(message, "action", None)
@@ -509,7 +521,7 @@ def _migrated_to(message: Any) -> int | None:
     return None
 
 
-def _restrict_session_file(client: TelegramClient) -> None:
+def restrict_session_file(client: TelegramClient) -> None:
     """Session files hold the account's auth key: readable by the owner only."""
     filename = getattr(client.session, "filename", None)
     if isinstance(filename, str) and os.path.exists(filename):

@@ -14,6 +14,13 @@ from emitter.settings import load_settings
 CASES = [
     # (name, argv, env, ini text, text the line must contain)
     ("telegram without api_id", ["run", "--source", "telegram", "--group", "@chan"], {}, None, "telegram.api_id"),
+    (
+        "telegram without groups",
+        ["run"],
+        {"TELEGRAM_API_ID": "1", "TELEGRAM_API_HASH": "h"},
+        None,
+        "telegram.groups is empty",
+    ),
     ("bad bootstrap address", ["run", "--bootstrap-servers", "nohost"], {}, None, "kafka.bootstrap_servers"),
     ("bootstrap port out of range", ["run", "--bootstrap-servers", "127.0.0.1:99999"], {}, None, "99999"),
     ("non-numeric group id", ["run", "--group", "12ab"], {}, None, "'12ab' is not a group"),
