@@ -152,17 +152,19 @@ class KafkaSink:
                 ]
             )
             # create_topics reports per-topic failures in the response instead of raising.
+            created = set()
             for topic, code, message in response.topic_errors:
                 if code not in (0, _TOPIC_ALREADY_EXISTS):
                     raise FatalError(f"cannot create topic {topic!r}: Kafka error {code} ({message})")
-            described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.cursor_topic)])
-            entries = {e[0]: e[1] for e in described[0].resources[0][4]}
-            policy = entries.get("cleanup.policy")
-            if policy != "compact":
-                raise CursorTopicError(
-                    f"cursor topic {s.cursor_topic!r} has cleanup.policy={policy}: expected compact "
-                    "(otherwise the cursors of quiet groups expire); recreate it or set kafka.cursor_topic"
-                )
+                if code == 0:
+                    created.add(topic)
+            if s.cursor_topic not in created:  # we just created it compacted; an older one must be checked
+                policy = await _cleanup_policy(admin, s.cursor_topic)
+                if policy != "compact":
+                    raise CursorTopicError(
+                        f"cursor topic {s.cursor_topic!r} has cleanup.policy={policy}: expected compact "
+                        "(otherwise the cursors of quiet groups expire); recreate it or set kafka.cursor_topic"
+                    )
         finally:
             await admin.close()
 
@@ -219,6 +221,20 @@ class KafkaSink:
             self._producer = None
             await _quiet_stop(producer)
             raise RetriableError(f"Kafka transaction failed: {type(e).__name__}: {e}") from e
+
+
+async def _cleanup_policy(admin: AIOKafkaAdminClient, topic: str, within: float = 15.0) -> str | None:
+    """The topic's cleanup.policy; a topic created a moment ago may not be describable yet, so retry."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        error_code, _message, _type, _name, entries = described[0].resources[0]
+        if error_code == 0:
+            return {e[0]: e[1] for e in entries}.get("cleanup.policy")
+        if loop.time() >= deadline:
+            raise RetriableError(f"cannot describe cursor topic {topic!r}: Kafka error {error_code}")
+        await asyncio.sleep(0.2)
 
 
 def _retrieve(futures: list[asyncio.Future[Any]]) -> None:
