@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import signal
 from pathlib import Path
 from typing import Any
 
+from emitter.http_server import HttpServer, Response, Route
+from emitter.metrics import CONTENT_TYPE
 from emitter.monitor import Monitor, RunStats
 from emitter.protocols import MessageSource, Sink
 from emitter.settings import Settings
+from emitter.tracing import setup_tracing
 
 log = logging.getLogger("emitter")
 
@@ -71,9 +76,37 @@ def quiet_fenced_futures(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
-async def run(settings: Settings) -> RunStats:
-    """Run the emitter until its sources end or SIGTERM/SIGINT; commits what was accepted before returning."""
-    monitor = create_monitor(settings)
+def probe_routes(monitor: Monitor) -> dict[str, Route]:
+    """/healthz (the loop answers), /readyz (cursors restored, sink and source connected), /metrics."""
+
+    def healthz() -> Response:
+        return 200, "text/plain", b"ok\n"
+
+    def readyz() -> Response:
+        status = monitor.status()
+        body = json.dumps(status, default=str).encode() + b"\n"
+        ok = status["ready"] and status.get("source_connected", True)
+        return (200 if ok else 503), "application/json", body
+
+    def metrics() -> Response:
+        return 200, CONTENT_TYPE, monitor.metrics.render()
+
+    return {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics}
+
+
+async def run(settings: Settings, monitor: Monitor | None = None) -> RunStats:
+    """Run the emitter until its sources end or SIGTERM/SIGINT; commits what was accepted before returning.
+
+    Traces go to OTLP when an endpoint is configured; /metrics and the probes are served when
+    `telemetry.http_port` is set.
+    """
+    provider = setup_tracing(settings.telemetry)
+    monitor = monitor or create_monitor(settings)
+    stats = getattr(monitor.source, "stats", None)
+    if stats is not None:
+        monitor.metrics.bind_source(stats)
+    t = settings.telemetry
+    server = HttpServer(probe_routes(monitor), host=t.http_host, port=t.http_port) if t.http_port is not None else None
     loop = asyncio.get_running_loop()
     quiet_fenced_futures(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -85,7 +118,12 @@ async def run(settings: Settings) -> RunStats:
             settings.sink_kind,
             settings.emitter.instance,
         )
-        return await monitor.run()
+        async with contextlib.AsyncExitStack() as stack:
+            if server is not None:
+                await stack.enter_async_context(server)
+            return await monitor.run()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if provider is not None:
+            await asyncio.to_thread(provider.shutdown)

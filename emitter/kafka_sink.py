@@ -24,12 +24,15 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     TransactionalIdAuthorizationFailed,
 )
+from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
 
 from emitter.codec import Encoder, SchemaRegistry, message_schema
 from emitter.cursor import GroupCursor
-from emitter.errors import CursorTopicError, FatalError, FencedError, RetriableError
+from emitter.errors import CursorTopicError, EmitterError, FatalError, FencedError, RetriableError
 from emitter.protocols import Batch
 from emitter.settings import KafkaSettings
+from emitter.tracing import inject_headers
+from emitter.tracing import tracer as default_tracer
 
 log = logging.getLogger("emitter.kafka")
 
@@ -62,13 +65,16 @@ def cursor_key(instance: str, group_id: int) -> bytes:
 class KafkaSink:
     """Commits batches to `telegram-messages` and the cursor topic in one Kafka transaction."""
 
-    def __init__(self, settings: KafkaSettings, instance: str, *, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self, settings: KafkaSettings, instance: str, *, encoder: Encoder | None = None, tracer: Tracer | None = None
+    ) -> None:
         self.settings = settings
         self.instance = instance
         self.transactional_id = f"{settings.transactional_id_prefix}-{instance}"
         self._encoder = encoder
         self._producer: AIOKafkaProducer | None = None
         self._conn = connection_options(settings)
+        self._tracer = tracer or default_tracer()
 
     def __repr__(self) -> str:
         return f"KafkaSink(topic={self.settings.topic!r}, transactional_id={self.transactional_id!r})"
@@ -182,12 +188,37 @@ class KafkaSink:
             await consumer.stop()
 
     async def commit(self, batch: Batch) -> None:
-        """Send the batch's records and cursors in one transaction."""
+        """Send the batch's records and cursors in one transaction, traced as one PRODUCER span."""
         if self._producer is None:
             self._producer = await self._new_producer()
-        producer = self._producer
         topic = self.settings.topic
-        headers = [("content-type", self.encoder.content_type.encode())]
+        with self._tracer.start_as_current_span(
+            f"send {topic}",
+            kind=SpanKind.PRODUCER,
+            links=[Link(ctx) for ctx in batch.links],
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.name": "send",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": topic,
+                "messaging.batch.message_count": len(batch.events),
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                partitions = await self._send_transaction(self._producer, batch)
+            except EmitterError as e:
+                span.set_attribute("error.type", type(e.__cause__ or e).__name__)
+                span.set_status(StatusCode.ERROR, str(e))
+                raise
+            if len(partitions) == 1:
+                span.set_attribute("messaging.destination.partition.id", str(next(iter(partitions))))
+
+    async def _send_transaction(self, producer: AIOKafkaProducer, batch: Batch) -> set[int]:
+        """Begin, send everything, commit; the partitions the records went to."""
+        topic = self.settings.topic
+        headers = [("content-type", self.encoder.content_type.encode()), *inject_headers()]
         futures: list[asyncio.Future[Any]] = []
         try:
             await producer.begin_transaction()
@@ -196,6 +227,7 @@ class KafkaSink:
                 futures.append(
                     await producer.send(topic, key=str(event.group.id).encode(), value=value, headers=headers)
                 )
+            n_records = len(futures)
             for gid, cursor in batch.cursors.items():
                 futures.append(
                     await producer.send(
@@ -205,7 +237,7 @@ class KafkaSink:
                         headers=[("content-type", _CURSOR_CONTENT_TYPE)],
                     )
                 )
-            await asyncio.gather(*futures)
+            results = await asyncio.gather(*futures)
             await producer.commit_transaction()
         except (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed) as e:
             _retrieve(futures)
@@ -221,6 +253,7 @@ class KafkaSink:
             self._producer = None
             await _quiet_stop(producer)
             raise RetriableError(f"Kafka transaction failed: {type(e).__name__}: {e}") from e
+        return {md.partition for md in results[:n_records]}
 
 
 async def _cleanup_policy(admin: AIOKafkaAdminClient, topic: str, within: float = 15.0) -> str | None:

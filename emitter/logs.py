@@ -27,6 +27,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+class TraceContext(logging.Filter):
+    """Adds the current span's trace_id to records, so a log line leads to its trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from opentelemetry import trace  # noqa: PLC0415 - keeps import of this module cheap
+
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid and not hasattr(record, "trace_id"):
+            record.trace_id = f"{ctx.trace_id:032x}"
+        return True
+
+
 def setup_logging(level: str = "INFO", fmt: Literal["auto", "json", "text"] = "auto") -> None:
     """Configure the `emitter` loggers (and quiet the chatty libraries) on stderr."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -34,6 +46,7 @@ def setup_logging(level: str = "INFO", fmt: Literal["auto", "json", "text"] = "a
     handler.setFormatter(
         JsonFormatter() if use_json else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     )
+    handler.addFilter(TraceContext())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

@@ -18,8 +18,10 @@ from typing import Any, TypeVar
 
 from emitter.batcher import Batcher
 from emitter.errors import FatalError, RetriableError, SourceError
-from emitter.protocols import Batch, MessageSource, Sink
-from emitter.records import Group
+from emitter.metrics import Metrics
+from emitter.progress import ProgressBoard
+from emitter.protocols import Batch, MessageSource, Page, Sink
+from emitter.records import EventType, Group, MessageEvent, Source
 from emitter.tracker import Tracker
 
 log = logging.getLogger("emitter.monitor")
@@ -55,6 +57,7 @@ class Monitor:
         max_in_flight: int = 10000,
         drain_timeout: float = 20.0,
         on_commit: Callable[[Batch], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -62,6 +65,8 @@ class Monitor:
         self.max_in_flight = max_in_flight
         self.on_commit = on_commit
         self.stats = RunStats()
+        self.metrics = metrics or Metrics()
+        self.progress = ProgressBoard()
         self.tracker = Tracker()
         self._batcher = Batcher(batch_size, batch_timeout)
         self._wakeup = asyncio.Event()
@@ -69,12 +74,21 @@ class Monitor:
         self._stop = asyncio.Event()
         self._feeding = True
         self._fatal: FatalError | None = None
-        self.ready = False
-        """Cursors restored and the last commit succeeded (what /readyz reports)."""
+        self._restored = False
+        self._sink_ok = False
+
+    @property
+    def ready(self) -> bool:
+        """Cursors restored and the sink's last operation succeeded (what /readyz reports)."""
+        return self._restored and self._sink_ok
 
     def status(self) -> dict[str, Any]:
         """What /readyz reports: ready, and which groups failed and why."""
-        return {"ready": self.ready, "failed": dict(self.stats.failed), "groups": self.stats.groups}
+        status: dict[str, Any] = {"ready": self.ready, "failed": dict(self.stats.failed), "groups": self.stats.groups}
+        connected = getattr(self.source, "connected", None)
+        if connected is not None:
+            status["source_connected"] = bool(connected)
+        return status
 
     def request_stop(self) -> None:
         """Stop taking new events, commit what was accepted, and return from `run` (idempotent)."""
@@ -95,7 +109,8 @@ class Monitor:
             await stack.enter_async_context(self.source)
             groups = await self.source.groups()
             self.stats.groups = len(groups)
-            self.ready = True
+            self._restored = True
+            self.metrics.ready.set(1 if self.ready else 0)
             await self._supervise(groups)
         self.stats.duplicates = self.tracker.duplicates
         return self.stats
@@ -141,9 +156,11 @@ class Monitor:
                     self._room.clear()
                     await self._room.wait()
                 # accept + add run with no await in between, so a stop can never separate them.
+                dropped = self.tracker.duplicates
                 events, cursor = self.tracker.accept(page)
-                self._batcher.add(events, cursor)
+                self._batcher.add(events, cursor, page.span_context)
                 self._wakeup.set()
+                self._account(page, events, self.tracker.duplicates - dropped)
         except SourceError as e:
             self._fail(group, e.reason)
         except FatalError as e:
@@ -153,8 +170,25 @@ class Monitor:
             log.exception("group %d stopped by an unexpected error", group.id)
             self._fail(group, f"{type(e).__name__}: {e}")
 
+    def _account(self, page: Page, events: list[MessageEvent], dropped: int) -> None:
+        gid = str(page.group.id)
+        if dropped:
+            self.metrics.duplicates.labels(gid).inc(dropped)
+        fills = sum(1 for e in events if e.source is Source.SWEEP and e.event_type is EventType.NEW)
+        if fills:
+            self.metrics.gap_fills.labels(gid).inc(fills)
+        if page.total is not None:
+            self.progress.set_total(page.group, page.total)
+            self.metrics.backfill_total.labels(gid).set(page.total)
+
     def _fail(self, group: Group, reason: str) -> None:
-        log.error("group %d (%s) failed: %s; the other groups go on", group.id, group.title or "", reason)
+        log.error(
+            "group %d (%s) failed: %s; the other groups go on",
+            group.id,
+            group.title or "",
+            reason,
+            extra={"group_id": group.id},
+        )
         self.stats.failed[group.id] = reason
         cursor = self.tracker.cursor(group.id).with_failure(reason)
         self.tracker.set(cursor)
@@ -180,7 +214,15 @@ class Monitor:
 
     async def _commit(self, batch: Batch) -> None:
         started = time.perf_counter()
-        await self.sink.commit(batch)
+        try:
+            await self.sink.commit(batch)
+        except RetriableError:
+            self.metrics.transaction_failures.inc()
+            raise
+        self.metrics.observe_commit(batch, time.perf_counter() - started)
+        self.progress.committed(batch)
+        for p in self.progress.groups.values():
+            self.metrics.backfill_done.labels(str(p.group.id)).set(p.done)
         self.stats.published += len(batch.events)
         self.stats.batches += 1
         log.debug(
@@ -202,7 +244,8 @@ class Monitor:
             try:
                 result = await op()
             except RetriableError as e:
-                self.ready = False
+                self._sink_ok = False
+                self.metrics.ready.set(0)
                 self.stats.retries += 1
                 log.warning("%s failed, retrying in %.1f s: %s", what, delay, e)
                 if self._stop.is_set() and what != "commit":
@@ -210,5 +253,6 @@ class Monitor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
                 continue
-            self.ready = True
+            self._sink_ok = True
+            self.metrics.ready.set(1 if self.ready else 0)
             return result

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from emitter.cursor import GroupCursor
 from emitter.records import Group, MessageEvent
@@ -30,6 +30,10 @@ class Page:
     walked_to: int | None = None
     moved_to: Group | None = None
     """Set when the group migrated (basic group → supergroup): follow the new one from here."""
+    total: int | None = None
+    """Messages in the group's history as the source last saw it (for backfill progress)."""
+    span_context: Any = None
+    """The OpenTelemetry SpanContext of the page's fetch, linked from the transaction that carries it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,8 @@ class Batch:
     cursors: Mapping[int, GroupCursor]
     first_added: float = 0.0
     """Monotonic time the oldest event joined the batch (for latency metrics)."""
+    links: tuple[Any, ...] = ()
+    """SpanContexts of the pages in the batch (at most `MAX_LINKS`)."""
 
 
 CursorView = Callable[[int], GroupCursor]

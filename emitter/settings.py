@@ -205,8 +205,13 @@ class TelemetrySettings(_Section):
     otlp_endpoint: str | None = Field(
         default=None, pattern=r"^https?://\S+$", description="OTLP/HTTP endpoint for traces; unset: no export."
     )
-    sampling_ratio: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of traces kept, 0 to 1.")
-    http_port: int | None = Field(default=None, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
+    sampling_ratio: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Share of traces kept, 0 to 1; unset: OTEL_TRACES_SAMPLER or all."
+    )
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz; unset: no HTTP server."
+    )
+    http_host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")  # noqa: S104 - probes come from the kubelet
 
 
 class _IniSource(InitSettingsSource):

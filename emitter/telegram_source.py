@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import re
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+from opentelemetry.trace import SpanKind, Tracer
 from telethon import TelegramClient, errors, events, types
 from telethon.sessions import StringSession
 
@@ -30,6 +32,7 @@ from emitter.protocols import CursorView, Page
 from emitter.records import EventType, Group, GroupType, MessageEvent, Source, utc_now
 from emitter.settings import TelegramSettings
 from emitter.telegram_mapping import group_from_entity, map_deleted, map_message
+from emitter.tracing import tracer as default_tracer
 
 log = logging.getLogger("emitter.telegram")
 
@@ -79,7 +82,6 @@ class SourceStats:
     flood_waits: int = 0
     flood_wait_seconds: float = 0.0
     sweeps: int = 0
-    sweep_gap_fills: int = 0
     live_events: int = 0
     live_dropped: int = 0
     handler_errors: int = 0
@@ -113,8 +115,10 @@ class TelegramSource:
         own_client: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], datetime] = utc_now,
+        tracer: Tracer | None = None,
     ) -> None:
         self.client = client
+        self.tracer = tracer or default_tracer()
         self.specs = list(groups)
         self.sweep_interval = sweep_interval
         self.window = window or Window()
@@ -133,6 +137,11 @@ class TelegramSource:
 
     def __repr__(self) -> str:
         return f"TelegramSource(groups={self.specs!r})"
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected to Telegram (for readiness)."""
+        return bool(self.client.is_connected())
 
     @classmethod
     def from_settings(cls, settings: TelegramSettings, **kwargs: Any) -> TelegramSource:
@@ -283,39 +292,37 @@ class TelegramSource:
         start = max(cursor(state.group.id).cursor, window.after_id or 0, 0)
         offset_date = window.start_date if cursor(state.group.id).cursor <= 0 else None
         remaining = window.limit
-        buf: list[MessageEvent] = []
-        last: int | None = None
+        page = _PageBuilder(self, state.group, source)
         while True:
+            history = self.client.iter_messages(
+                state.entity, min_id=start, reverse=True, wait_time=0, offset_date=offset_date
+            )
             try:
-                async for message in self.client.iter_messages(
-                    state.entity, min_id=start, reverse=True, wait_time=0, offset_date=offset_date
-                ):
+                async for message in history:
                     if window.end_date is not None and message.date > window.end_date:
                         break
-                    event = map_message(message, state.group, source=source, ingest_time=self._clock())
-                    buf.append(event)
-                    last = message.id
+                    page.add(map_message(message, state.group, source=source, ingest_time=self._clock()), message.id)
+                    page.total = history.total
                     moved = _migrated_to(message)
                     if moved is not None:
-                        yield Page(state.group, buf, walked_to=last, moved_to=await self._group_of(moved))
+                        yield page.take(moved_to=await self._group_of(moved))
                         return
                     if remaining is not None:
                         remaining -= 1
                         if remaining <= 0:
                             break
-                    if len(buf) >= PAGE_SIZE:
-                        yield Page(state.group, buf, walked_to=last)
-                        buf = []
+                    if len(page) >= PAGE_SIZE:
+                        yield page.take()
                 break
             except errors.FloodWaitError as e:
-                if buf:
-                    yield Page(state.group, buf, walked_to=last)
-                    buf = []
-                if last is not None:
-                    start, offset_date = last, None
+                if len(page):
+                    yield page.take()
+                if page.last is not None:
+                    start, offset_date = page.last, None
+                page.flood_seconds += e.seconds
                 await self._flood_wait(state.group, e.seconds)
-        if buf:
-            yield Page(state.group, buf, walked_to=last)
+        if len(page):
+            yield page.take()
 
     async def _group_of(self, marked_id: int) -> Group:
         return group_from_entity(await self._entity_by_id(marked_id))
@@ -323,7 +330,12 @@ class TelegramSource:
     async def _flood_wait(self, group: Group, seconds: float) -> None:
         self.stats.flood_waits += 1
         self.stats.flood_wait_seconds += seconds
-        log.warning("flood wait of %d s in group %d: resuming from the cursor afterwards", seconds, group.id)
+        log.warning(
+            "flood wait of %d s in group %d: resuming from the cursor afterwards",
+            seconds,
+            group.id,
+            extra={"group_id": group.id},
+        )
         await self._sleep(seconds)
         for other in self._followed.values():
             other.sweep_now.set()
@@ -369,13 +381,8 @@ class TelegramSource:
             holes = current.holes(MAX_HOLES + 1)
             if len(holes) <= MAX_HOLES:
                 found = await self._fetch_ids(state, holes)
-                self.stats.sweep_gap_fills += len(found)
                 yield Page(state.group, found, walked_to=current.highest)
         async for page in self._walk(state, cursor, Source.SWEEP):
-            published = cursor(state.group.id)
-            self.stats.sweep_gap_fills += sum(
-                1 for e in page.events if e.event_type is EventType.NEW and not published.is_published(e.message_id)
-            )
             yield page
 
     async def _fetch_ids(self, state: _Followed, ids: list[int]) -> list[MessageEvent]:
@@ -491,6 +498,54 @@ class TelegramSource:
             sender._auto_reconnect_callback = previous
 
         self._unhook = unhook
+
+
+class _PageBuilder:
+    """Collects one page of a walk and, when it is taken, records its span (a CLIENT span per page)."""
+
+    def __init__(self, source: TelegramSource, group: Group, kind: Source) -> None:
+        self.source, self.group, self.kind = source, group, kind
+        self.events: list[MessageEvent] = []
+        self.last: int | None = None
+        self.total: int | None = None
+        self.flood_seconds = 0.0
+        self.started = time.time_ns()
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def add(self, event: MessageEvent, msg_id: int) -> None:
+        if not self.events:
+            self.started = time.time_ns()
+        self.events.append(event)
+        self.last = msg_id
+
+    def take(self, moved_to: Group | None = None) -> Page:
+        events, self.events = self.events, []
+        span = self.source.tracer.start_span(
+            "telegram history page",
+            kind=SpanKind.CLIENT,
+            start_time=self.started,
+            attributes={
+                "telegram.group.id": self.group.id,
+                "telegram.page.size": len(events),
+                "telegram.page.first_id": events[0].message_id if events else 0,
+                "telegram.page.last_id": self.last or 0,
+                "telegram.flood_wait.seconds": self.flood_seconds,
+                "emitter.source": self.kind.value,
+            },
+        )
+        span.end()
+        self.flood_seconds = 0.0
+        context = span.get_span_context()
+        return Page(
+            self.group,
+            events,
+            walked_to=self.last,
+            moved_to=moved_to,
+            total=self.total,
+            span_context=context if context.is_valid else None,
+        )
 
 
 def make_client(settings: TelegramSettings) -> TelegramClient:

@@ -1,0 +1,116 @@
+"""Prometheus metrics of one emitter, in a registry of its own (so several can live in one process)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from emitter.protocols import Batch
+from emitter.records import EventType, utc_now
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class SourceStats(Protocol):
+    """The counters a source keeps (the Telegram source's `SourceStats`)."""
+
+    flood_waits: int
+    flood_wait_seconds: float
+    sweeps: int
+    live_events: int
+    live_dropped: int
+    handler_errors: int
+    reconnects: int
+
+
+class _SourceCollector(Collector):
+    """Reads a source's counters at scrape time, so the hot path only increments integers."""
+
+    def __init__(self, stats: SourceStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        for name, doc, value in (
+            ("emitter_flood_waits", "FloodWait errors answered by Telegram.", s.flood_waits),
+            ("emitter_flood_wait_seconds", "Seconds waited because of FloodWait errors.", s.flood_wait_seconds),
+            ("emitter_sweeps", "Gap-filling sweeps run.", s.sweeps),
+            ("emitter_live_events", "Events delivered by live update handlers.", s.live_events),
+            (
+                "emitter_live_events_dropped",
+                "Live events dropped by a full queue (a sweep fills them).",
+                s.live_dropped,
+            ),
+            ("emitter_handler_errors", "Live handler failures (a sweep fills the gap).", s.handler_errors),
+            ("emitter_reconnects", "Reconnects to Telegram.", s.reconnects),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+
+
+class Metrics:
+    """What /metrics serves."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        group = ["group"]
+        self.published = Counter(
+            "emitter_messages_published", "Events committed to the sink.", ["group", "event_type", "source"], registry=r
+        )
+        self.duplicates = Counter("emitter_duplicates_dropped", "NEW events already published.", group, registry=r)
+        self.gap_fills = Counter(
+            "emitter_sweep_gap_fills", "Messages a sweep published that no live update had.", group, registry=r
+        )
+        self.transaction_seconds = Histogram(
+            "emitter_transaction_duration_seconds",
+            "Time to commit one batch (records and cursors).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.transaction_failures = Counter("emitter_transaction_failures", "Commits retried.", registry=r)
+        self.cursor = Gauge("emitter_cursor_position", "Committed cursor (message id).", group, registry=r)
+        self.lag = Gauge(
+            "emitter_cursor_lag_seconds", "Age of the newest committed message when committed.", group, registry=r
+        )
+        self.backfill_done = Gauge(
+            "emitter_backfill_messages_done", "Backfilled messages committed.", group, registry=r
+        )
+        self.backfill_total = Gauge(
+            "emitter_backfill_messages_total", "Messages in the history when the backfill began.", group, registry=r
+        )
+        self.group_failed = Gauge(
+            "emitter_group_failed", "1 while the group is stopped by an error.", group, registry=r
+        )
+        self.ready = Gauge("emitter_ready", "1 when cursors are restored and the sink commits.", registry=r)
+
+    def bind_source(self, stats: Any) -> None:
+        """Expose a source's counters (anything shaped like `SourceStats`)."""
+        self.registry.register(_SourceCollector(stats))
+
+    def observe_commit(self, batch: Batch, seconds: float) -> None:
+        """Account one committed batch."""
+        self.transaction_seconds.observe(seconds)
+        counts: dict[tuple[str, str, str], int] = {}
+        newest: dict[str, float] = {}
+        for e in batch.events:
+            key = (str(e.group.id), e.event_type.value, e.source.value)
+            counts[key] = counts.get(key, 0) + 1
+            if e.event_type is EventType.NEW and e.date is not None:
+                newest[key[0]] = max(newest.get(key[0], 0.0), e.date.timestamp())
+        for key, n in counts.items():
+            self.published.labels(*key).inc(n)
+        now = utc_now().timestamp()
+        for group, ts in newest.items():
+            self.lag.labels(group).set(max(0.0, now - ts))
+        for gid, cursor in batch.cursors.items():
+            if cursor.cursor > -(2**62):
+                self.cursor.labels(str(gid)).set(cursor.cursor)
+            self.group_failed.labels(str(gid)).set(1 if cursor.failed else 0)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)
