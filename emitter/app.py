@@ -7,21 +7,27 @@ import contextlib
 import json
 import logging
 import signal
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from emitter.http_server import HttpServer, Response, Route
 from emitter.metrics import CONTENT_TYPE
 from emitter.monitor import Monitor, RunStats
-from emitter.protocols import MessageSource, Sink
+from emitter.progress import ProgressBoard
+from emitter.protocols import MessageSource, Sink, Window
 from emitter.settings import Settings
 from emitter.tracing import setup_tracing
 
 log = logging.getLogger("emitter")
 
 
-def create_source(settings: Settings) -> MessageSource:
-    """The source the settings ask for (auto resolved: telegram, export or demo)."""
+def create_source(settings: Settings, window: Window | None = None) -> MessageSource:
+    """The source the settings ask for (auto resolved: telegram, export or demo).
+
+    With a `window` the source is one-shot: it backfills the window and ends (`emitter backfill`).
+    """
     kind = settings.source_kind
     e = settings.emitter
     if kind == "export":
@@ -32,10 +38,13 @@ def create_source(settings: Settings) -> MessageSource:
     if kind == "telegram":
         from emitter.telegram_source import TelegramSource  # noqa: PLC0415 - imports Telethon only when used
 
-        return TelegramSource.from_settings(settings.telegram)
+        if window is None:
+            return TelegramSource.from_settings(settings.telegram)
+        return TelegramSource.from_settings(settings.telegram, window=window, follow=False)
     from emitter.demo_source import DemoSource  # noqa: PLC0415 - same
 
-    return DemoSource(e.demo_groups, history=e.demo_history, rate=e.demo_rate, limit=e.demo_limit)
+    limit = e.demo_limit if window is None else min(e.demo_history, window.limit or e.demo_history)
+    return DemoSource(e.demo_groups, history=e.demo_history, rate=e.demo_rate, limit=limit)
 
 
 def create_sink(settings: Settings) -> Sink:
@@ -48,6 +57,17 @@ def create_sink(settings: Settings) -> Sink:
 
     e = settings.emitter
     return FileSink(Path(e.data_dir), e.instance, rotate_bytes=e.file_rotate_bytes)
+
+
+async def backfill(
+    settings: Settings, window: Window, *, view: Callable[[ProgressBoard], AbstractContextManager[Any]] | None = None
+) -> RunStats:
+    """Backfill the window once (no following) and return; `view` draws the monitor's progress board."""
+    monitor = create_monitor(settings, create_source(settings, window))
+    if view is None:
+        return await run(settings, monitor)
+    with view(monitor.progress):
+        return await run(settings, monitor)
 
 
 def create_monitor(settings: Settings, source: MessageSource | None = None, sink: Sink | None = None) -> Monitor:

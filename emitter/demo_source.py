@@ -152,13 +152,13 @@ class DemoSource:
         """The simulated groups."""
         return list(self._groups)
 
-    def _page(self, group: Group, ids: range, source: Source) -> Page:
+    def _page(self, group: Group, ids: range, source: Source, total: int | None = None) -> Page:
         now = self._clock()
         events: list[MessageEvent] = []
         for n in ids:
             events.append(demo_message(group, n, source=source, ingest_time=now))
             events.extend(_followers(group, n, now))
-        return Page(group, events, walked_to=ids[-1])
+        return Page(group, events, walked_to=ids[-1], total=total)
 
     async def pages(self, group: Group, cursor: CursorView) -> AsyncIterator[Page]:
         """History from the cursor in pages of 100, then one new message every 1/rate seconds."""
@@ -167,7 +167,7 @@ class DemoSource:
         history_end = self.history if last is None else min(self.history, last)
         while n <= history_end:
             ids = range(n, min(n + PAGE_SIZE, history_end + 1))
-            yield self._page(group, ids, Source.BACKFILL)
+            yield self._page(group, ids, Source.BACKFILL, total=history_end)
             n = ids[-1] + 1
             await asyncio.sleep(0)
         loop = asyncio.get_running_loop()

@@ -689,9 +689,9 @@ class ExportSource:
             if event is not None:  # always true: the index kept only messages with an id and a date
                 events.append(event)
             if len(events) == self.page_size:
-                yield Page(group, events, walked_to=walked)
+                yield Page(group, events, walked_to=walked, total=len(chat.ids))
                 events, walked = [], None
                 await asyncio.sleep(0)  # a big chat must not starve the other groups' tasks
                 now = self._clock()
         if walked is not None:
-            yield Page(group, events, walked_to=walked)
+            yield Page(group, events, walked_to=walked, total=len(chat.ids))

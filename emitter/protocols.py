@@ -48,6 +48,16 @@ class Batch:
     """SpanContexts of the pages in the batch (at most `MAX_LINKS`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Bounds of the backfill (never of following): where the first walk starts and when it stops."""
+
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    after_id: int | None = None
+    limit: int | None = None
+
+
 CursorView = Callable[[int], GroupCursor]
 """Returns a group's latest accepted cursor by id, so a source can start a sweep where publishing stands
 (and, after a migration, find the cursor of the group it moved to)."""

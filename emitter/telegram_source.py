@@ -28,7 +28,7 @@ from telethon import TelegramClient, errors, events, types
 from telethon.sessions import StringSession
 
 from emitter.errors import ConfigError, FatalError, SourceError
-from emitter.protocols import CursorView, Page
+from emitter.protocols import CursorView, Page, Window
 from emitter.records import EventType, Group, GroupType, MessageEvent, Source, utc_now
 from emitter.settings import TelegramSettings
 from emitter.telegram_mapping import group_from_entity, map_deleted, map_message
@@ -63,16 +63,6 @@ _ACCOUNT_GONE = (
     errors.UserDeactivatedBanError,
 )
 _LINK = re.compile(r"^(?:https?://)?(?:t|telegram)\.me/([A-Za-z][A-Za-z0-9_]{3,31})/?$")
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """Bounds of the backfill (never of following): where the first walk starts and when it stops."""
-
-    start_date: datetime | None = None
-    end_date: datetime | None = None
-    after_id: int | None = None
-    limit: int | None = None
 
 
 @dataclass

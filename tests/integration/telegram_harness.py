@@ -12,8 +12,9 @@ from telethon import TelegramClient
 
 from emitter.kafka_sink import KafkaSink
 from emitter.monitor import Monitor
+from emitter.protocols import Window
 from emitter.settings import Settings
-from emitter.telegram_source import TelegramSource, Window
+from emitter.telegram_source import TelegramSource
 from tests.faketelegram import FakeTelegram, wait_until
 from tests.integration.kafka_read import read_committed
 
