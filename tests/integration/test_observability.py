@@ -65,7 +65,7 @@ async def test_known_secrets_never_leak(
 ) -> None:
     """A backfill and follow with known secrets: none in logs, metrics, span attributes or repr() of config."""
     api_hash = "feedfacecafebeef0123456789abcdef"
-    sasl_password = "s3cret-sasl-password-value"
+    sasl_password = "s3cret-sasl-password-value"  # noqa: S105 - a known secret the test hunts for
     fake = FakeTelegram()
     session = fake.new_session().save()
     config = load_settings(
