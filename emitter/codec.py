@@ -182,6 +182,7 @@ def to_avro(event: MessageEvent) -> AvroRecord:
         "source": event.source.value,
         "ingest_time": event.ingest_time,
         "extra": dict(event.extra),
+        "truncated": event.truncated,
     }
 
 

@@ -29,7 +29,9 @@ from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
 from emitter.codec import Encoder, SchemaRegistry, message_schema
 from emitter.cursor import GroupCursor
 from emitter.errors import CursorTopicError, EmitterError, FatalError, FencedError, RetriableError
+from emitter.oversize import fit
 from emitter.protocols import Batch
+from emitter.records import MessageEvent
 from emitter.settings import KafkaSettings
 from emitter.tracing import inject_headers
 from emitter.tracing import tracer as default_tracer
@@ -137,6 +139,8 @@ class KafkaSink:
             acks="all",
             compression_type=None if self.settings.compression == "none" else self.settings.compression,
             max_batch_size=256 * 1024,
+            # Room for the largest record plus its headers, so aiokafka never refuses one client-side.
+            max_request_size=self.settings.max_record_bytes + 64 * 1024,
             linger_ms=5,
         )
         try:
@@ -155,6 +159,11 @@ class KafkaSink:
                 [
                     NewTopic(s.topic, s.partitions, s.replication_factor),
                     NewTopic(s.cursor_topic, 1, s.replication_factor, topic_configs={"cleanup.policy": "compact"}),
+                    *(
+                        [NewTopic(s.dead_letter_topic, 1, s.replication_factor)]
+                        if s.oversize_policy == "dead-letter"
+                        else []
+                    ),
                 ]
             )
             # create_topics reports per-topic failures in the response instead of raising.
@@ -215,6 +224,19 @@ class KafkaSink:
             if len(partitions) == 1:
                 span.set_attribute("messaging.destination.partition.id", str(next(iter(partitions))))
 
+    def _oversized(self, event: MessageEvent, size: int) -> tuple[str, bytes, list[tuple[str, bytes]]]:
+        """Where an oversized event goes and as what: cut to fit, on the main or the dead-letter topic."""
+        s = self.settings
+        _cut, value = fit(event, self.encoder.encode, s.max_record_bytes)
+        reason = f"record of {size} bytes exceeds kafka.max_record_bytes={s.max_record_bytes}"
+        where = {"group_id": event.group.id, "message_id": event.message_id}
+        log.warning(
+            "group %d message %d: %s (%s)", event.group.id, event.message_id, reason, s.oversize_policy, extra=where
+        )
+        if s.oversize_policy == "dead-letter":
+            return s.dead_letter_topic, value, [("emitter-dlq-reason", reason.encode())]
+        return s.topic, value, []
+
     async def _send_transaction(self, producer: AIOKafkaProducer, batch: Batch) -> set[int]:
         """Begin, send everything, commit; the partitions the records went to."""
         topic = self.settings.topic
@@ -223,10 +245,16 @@ class KafkaSink:
         try:
             await producer.begin_transaction()
             for event in batch.events:
-                value = self.encoder.encode(event)
-                futures.append(
-                    await producer.send(topic, key=str(event.group.id).encode(), value=value, headers=headers)
+                key, value, target, record_headers = (
+                    str(event.group.id).encode(),
+                    self.encoder.encode(event),
+                    topic,
+                    headers,
                 )
+                if len(value) > self.settings.max_record_bytes:
+                    target, value, dlq_headers = self._oversized(event, len(value))
+                    record_headers = headers + dlq_headers
+                futures.append(await producer.send(target, key=key, value=value, headers=record_headers))
             n_records = len(futures)
             for gid, cursor in batch.cursors.items():
                 futures.append(

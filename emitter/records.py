@@ -182,6 +182,7 @@ class MessageEvent:
     is_post: bool = False
     action: Action | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    truncated: bool = False
 
     @property
     def group_id(self) -> int:

@@ -126,6 +126,18 @@ class KafkaSettings(_Section):
     sasl_username: str | None = Field(default=None, description="SASL user.")
     sasl_password: SecretStr | None = Field(default=None, description="SASL password (secret).")
     ssl_cafile: Path | None = Field(default=None, description="CA bundle that signed the brokers' certificates.")
+    max_record_bytes: int = Field(
+        default=1_000_000,
+        ge=10_000,
+        le=100_000_000,
+        description="Largest record value; keep below the topic's max.message.bytes.",
+    )
+    oversize_policy: Literal["truncate", "dead-letter"] = Field(
+        default="truncate", description="A larger record: truncate (flagged) or dead-letter (not on the main topic)."
+    )
+    dead_letter_topic: str = Field(
+        default="telegram-messages-dlq", pattern=_NAME.pattern, description="Where dead-letter records go."
+    )
     compression: Literal["none", "gzip", "lz4", "snappy", "zstd"] = Field(
         default="none", description="none or gzip (lz4, snappy, zstd need aiokafka's extras)."
     )

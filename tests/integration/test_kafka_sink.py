@@ -142,3 +142,29 @@ def test_check_reports_kafka_and_cursors(cli_env: dict[str, str], tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     assert "configuration: ok" in proc.stdout
     assert "kafka: ok" in proc.stdout
+
+
+async def test_oversized_records_are_truncated_or_dead_lettered(settings: Settings, kafka: str) -> None:
+    """A record over max_record_bytes is published cut and flagged, or sent to the dead-letter topic; no stall."""
+    from emitter.protocols import Page  # noqa: PLC0415
+    from emitter.records import Source  # noqa: PLC0415
+    from emitter.testing import ListSource  # noqa: PLC0415
+    from tests.factories import GROUP, event  # noqa: PLC0415
+
+    huge = event(2, text="y" * 3_000_000, source=Source.BACKFILL)
+    pages = {GROUP: [Page(GROUP, [event(1), huge, event(3)], walked_to=3)]}
+    for policy in ("truncate", "dead-letter"):
+        kafka_settings = settings.kafka.model_copy(
+            update={"oversize_policy": policy, "topic": f"{settings.kafka.topic}-{policy}", "max_record_bytes": 200_000}
+        )
+        stats = await Monitor(ListSource(pages), KafkaSink(kafka_settings, policy)).run()
+        assert stats.published == 3
+        main = await read_committed(kafka, kafka_settings.topic)
+        if policy == "truncate":
+            assert [r["message_id"] for _, r in main] == [1, 2, 3]
+            assert main[1][1]["truncated"] is True
+            assert len(main[1][1]["text"]) < 200_000
+        else:
+            assert [r["message_id"] for _, r in main] == [1, 3]
+            dlq = await read_committed(kafka, kafka_settings.dead_letter_topic)
+            assert [r["message_id"] for _, r in dlq][-1] == 2
