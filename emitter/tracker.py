@@ -35,6 +35,8 @@ class Tracker:
     def accept(self, page: Page) -> tuple[list[MessageEvent], GroupCursor]:
         """The page's events minus duplicates, and the group's cursor once they are published."""
         cur = self.cursor(page.group.id)
+        if cur.failed is not None:  # a group that yields pages again has recovered (access restored)
+            cur = cur.with_failure(None)
         fresh: list[MessageEvent] = []
         live = page.walked_to is None
         for event in page.events:

@@ -122,3 +122,11 @@ def test_batcher_is_due_by_size_or_age_and_keeps_pages_whole() -> None:
     assert len(batch.events) == 6
     assert batch.cursors[GROUP.id].cursor == 6
     assert batcher.empty
+
+
+def test_a_recovered_group_clears_its_failure() -> None:
+    """A group marked failed (lost access) that yields pages again is healthy in its next cursor."""
+    tracker = Tracker()
+    tracker.set(tracker.cursor(GROUP.id).with_failure("ChannelPrivateError"))
+    _, cur = tracker.accept(Page(GROUP, [event(1)], walked_to=1))
+    assert cur.failed is None
