@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOOTSTRAP ?= 127.0.0.1:9092
 
-.PHONY: help venv kafka kafka-stop run lint test test-unit test-integration clean
+.PHONY: help venv kafka kafka-stop jaeger run lint test test-unit test-integration clean
 
 help:
 	@echo "make run    - start the local Kafka and run the emitter on the demo source, printing records"
@@ -28,6 +28,9 @@ kafka:
 kafka-stop:
 	dev/kafka stop
 
+jaeger:
+	dev/jaeger start
+
 run: venv kafka
 	dev/run-demo $(BOOTSTRAP)
 
@@ -39,10 +42,10 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
-test-integration: venv kafka
+test-integration: venv kafka jaeger
 	$(BIN)/pytest tests/integration
 
-test: venv kafka lint
+test: venv kafka jaeger lint
 	$(BIN)/pytest tests
 
 clean:

@@ -1,3 +1,8 @@
+// Builds Jaeger v2 all-in-one for dev/jaeger; not a library, nothing imports it.
+// `go install github.com/jaegertracing/jaeger/cmd/jaeger@VERSION` is refused because jaeger's go.mod
+// has a replace directive, so the binary is built as a tool of this module instead:
+//   go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@VERSION && go mod tidy
+// (jaeger v1.76.0 is the same commit as Jaeger v2.13.0.)
 module telegram-emitter/dev/jaeger-tools
 
 go 1.24.6
