@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOOTSTRAP ?= 127.0.0.1:9092
 
-.PHONY: help venv kafka kafka-stop jaeger run lint test test-unit test-integration clean
+.PHONY: help venv kafka kafka-stop jaeger redis-server run lint test test-unit test-integration clean
 
 help:
 	@echo "make run    - start the local Kafka and run the emitter on the demo source, printing records"
@@ -31,21 +31,24 @@ kafka-stop:
 jaeger:
 	dev/jaeger start
 
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+
 run: venv kafka
 	dev/run-demo $(BOOTSTRAP)
 
 lint: venv
-	$(BIN)/ruff check emitter tests
-	$(BIN)/ruff format --check emitter tests
-	$(BIN)/mypy --strict emitter
+	$(BIN)/ruff check emitter tests examples bench
+	$(BIN)/ruff format --check emitter tests examples bench
+	$(BIN)/mypy --strict emitter examples
 
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
-test-integration: venv kafka jaeger
+test-integration: venv kafka jaeger redis-server
 	$(BIN)/pytest tests/integration
 
-test: venv kafka jaeger lint
+test: venv kafka jaeger redis-server lint
 	$(BIN)/pytest tests
 
 clean:

@@ -7,6 +7,16 @@ from emitter.records import EventType, Group, GroupType, MessageEvent, Source
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # TgData pulls in Telethon and the library layer: import it only when asked for.
+    if name == "TgData":
+        from emitter.tgdata import TgData  # noqa: PLC0415
+
+        return TgData
+    raise AttributeError(f"module 'emitter' has no attribute {name!r}")
+
+
 __all__ = [
     "Batch",
     "EventType",
@@ -20,6 +30,7 @@ __all__ = [
     "Page",
     "Sink",
     "Source",
+    "TgData",
     "__version__",
     "decode",
 ]

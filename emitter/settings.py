@@ -313,7 +313,8 @@ def read_ini(path: Path | None) -> dict[str, dict[str, str]]:
     """The INI file as nested dicts; unknown sections and keys fail with the key's name."""
     if path is None:
         return {}
-    parser = configparser.ConfigParser(interpolation=None)
+    # tgdata's own README writes [Telegram] and puts comments after values: both are accepted.
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
     try:
         with path.open(encoding="utf-8") as f:
             parser.read_file(f)
@@ -324,12 +325,20 @@ def read_ini(path: Path | None) -> dict[str, dict[str, str]]:
         raise ConfigError(f"config file {str(path)!r} is not valid INI: {first_line}") from e
     out: dict[str, dict[str, str]] = {}
     for section in parser.sections():
-        if section not in _SECTIONS:
+        name = section.lower()
+        if name not in _SECTIONS:
             raise ConfigError(
                 f"config file {str(path)!r}: unknown section [{section}]: expected one of {', '.join(_SECTIONS)}"
             )
-        out[section] = dict(parser.items(section))
+        out[name] = {key: _unquote(value) for key, value in parser.items(section)}
     return out
+
+
+def _unquote(value: str) -> str:
+    """INI values written in quotes ("+1555…") mean the text inside."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
 
 
 def _check_env_keys() -> None:

@@ -1,0 +1,708 @@
+"""`TgData`: the calls tgdata users know, on the emitter's Telegram source and cursor trackers.
+
+Everything here is a thin layer over the code the emitter runs: history is read by `TelegramSource`'s
+ascending walk (pages of 100, FloodWaits slept through and resumed from the last id), messages are mapped
+by `map_message`, and incremental delivery (`poll_for_messages`, `on_new_message`) follows the cursor rules
+of DESIGN.md through a tracker — so polling never skips messages and handlers see each message once.
+
+Rows have these columns (a pandas DataFrame when pandas is installed, else a list of dicts), tgdata's first:
+
+============== ======================= ==========================================================================
+column         dtype                   meaning
+============== ======================= ==========================================================================
+MessageId      int64                   message id, unique within its group
+Message        str                     text without formatting ("" for media without caption and service messages)
+SenderId       Int64                   marked id of the sender (user, or channel for anonymous posts); NA if none
+SenderName     str                     the sender's display name, as far as Telegram sent it
+Username       str                     the sender's "@username", or NA
+Date           datetime64[ns, UTC]     when it was sent (tz-aware UTC)
+ReplyToId      Int64                   the message it answers
+ForwardedFrom  Int64                   marked id of the original sender of a forward
+GroupId        int64                   marked id of the group (-100… channels and supergroups, -… basic groups)
+EditDate       datetime64[ns, UTC]     last edit, or NaT
+MediaType      str                     photo, document, video, poll, geo, … (metadata only; nothing is downloaded)
+Views          Int64                   view count (channels)
+Action         str                     service messages: the action (chat_create, pin_message, …)
+GroupedId      Int64                   album id shared by the messages of one album
+ForwardedFromName str                  a forward's sender name when its id is hidden
+============== ======================= ==========================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import importlib
+import inspect
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any, Final, Literal, Self, TypeAlias
+
+from telethon import TelegramClient
+from telethon.errors import RPCError
+
+from emitter.config_hooks import ConnectionEngine, IniConnectionEngine
+from emitter.cursor import NEVER_WALKED, GroupCursor
+from emitter.errors import ConfigError, FatalError, SourceError
+from emitter.progress import ProgressBoard, ProgressCallback
+from emitter.progress_view import ProgressView
+from emitter.protocols import Batch, MessageInfo, MessageTrackerInterface, Page, Window
+from emitter.records import EventType, Group, GroupType, MessageEvent, Source, utc_now
+from emitter.settings import Settings, TelegramSettings
+from emitter.telegram_account import list_groups as account_groups
+from emitter.telegram_mapping import map_message
+from emitter.telegram_source import TelegramSource, make_client, restrict_session_file
+from emitter.tracker import Tracker
+from emitter.trackers import CursorTracker, MemoryTracker
+
+__all__ = [
+    "COLUMNS",
+    "GROUP_COLUMNS",
+    "GroupNotFoundError",
+    "MessageHandler",
+    "Row",
+    "TgData",
+    "event_to_row",
+    "json_rows",
+    "to_rows",
+]
+
+log = logging.getLogger("emitter.tgdata")
+
+Row: TypeAlias = dict[str, Any]
+"""One message (or group) as a plain dict, keyed by the column names."""
+
+Rows: TypeAlias = Any
+"""A pandas DataFrame when pandas is importable, else a `list[Row]`."""
+
+MessageHandler: TypeAlias = Callable[[Row], Awaitable[None] | None]
+"""An `on_new_message` handler, async or plain: receives each new message once, as a row dict."""
+
+BatchCallback: TypeAlias = Callable[[Rows, int], Awaitable[None] | None]
+"""``batch_callback(batch_rows, batch_number)``, sync or async; batch numbers start at 1."""
+
+PollCallback: TypeAlias = Callable[[Rows], Awaitable[None] | None]
+"""``callback(rows)`` of `poll_for_messages`, sync or async: the messages new since the last poll."""
+
+COLUMNS: Final[Mapping[str, str]] = {
+    "MessageId": "int64",
+    "Message": "str",
+    "SenderId": "Int64",
+    "SenderName": "str",
+    "Username": "str",
+    "Date": "datetime64[ns, UTC]",
+    "ReplyToId": "Int64",
+    "ForwardedFrom": "Int64",
+    "GroupId": "int64",
+    "EditDate": "datetime64[ns, UTC]",
+    "MediaType": "str",
+    "Views": "Int64",
+    "Action": "str",
+    "GroupedId": "Int64",
+    "ForwardedFromName": "str",
+}
+"""Message columns and their pandas dtypes, in order (the module docstring says what each holds)."""
+
+GROUP_COLUMNS: Final[Mapping[str, str]] = {
+    "GroupID": "int64",
+    "Title": "str",
+    "Username": "str",
+    "IsChannel": "bool",
+    "IsMegagroup": "bool",
+    "ParticipantsCount": "Int64",
+    "Type": "str",
+}
+"""`list_groups` columns: tgdata's names; GroupID is the marked id that every other call accepts."""
+
+_ExportFormat = Literal["csv", "json"]
+_CHANNEL_MARK: Final = 10**12
+
+
+class GroupNotFoundError(ConfigError, ValueError):
+    """A group id, @username or t.me link that the account cannot resolve."""
+
+
+# --- rows: pure functions -------------------------------------------------------------------------------------
+
+
+def _at(username: str | None) -> str | None:
+    return None if not username else f"@{username}"
+
+
+def event_to_row(event: MessageEvent) -> Row:
+    """The tgdata row of a message event (see the module docstring for the columns)."""
+    sender, fwd = event.sender, event.forward
+    return {
+        "MessageId": event.message_id,
+        "Message": event.text,
+        "SenderId": None if sender is None else sender.id,
+        "SenderName": None if sender is None else sender.name,
+        "Username": None if sender is None else _at(sender.username),
+        "Date": event.date,
+        "ReplyToId": None if event.reply is None else event.reply.to_message_id,
+        "ForwardedFrom": None if fwd is None else fwd.from_id,
+        "GroupId": event.group.id,
+        "EditDate": event.edit_date,
+        "MediaType": None if event.media is None else event.media.type,
+        "Views": event.views,
+        "Action": None if event.action is None else event.action.type,
+        "GroupedId": event.grouped_id,
+        "ForwardedFromName": None if fwd is None else fwd.from_name,
+    }
+
+
+def _pandas() -> ModuleType | None:
+    """pandas if it is installed (an optional dependency: ``pip install telegram-emitter[pandas]``)."""
+    try:
+        return importlib.import_module("pandas")
+    except ImportError:
+        return None
+
+
+def to_rows(rows: Iterable[Row], columns: Mapping[str, str] = COLUMNS) -> Rows:
+    """A DataFrame with the columns' dtypes when pandas is installed, else the rows as a list."""
+    pd = _pandas()
+    if pd is None:
+        return list(rows)
+    return pd.DataFrame(list(rows), columns=list(columns)).astype(dict(columns))
+
+
+def json_rows(messages: Rows) -> list[Row]:
+    """Rows (a DataFrame or a list of dicts) as JSON-ready dicts: dates in ISO 8601, missing values None."""
+    if isinstance(messages, list):
+        records = messages
+    else:
+        frame = messages.astype(object)
+        records = frame.where(frame.notna(), None).to_dict("records")
+    return [{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()} for r in records]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Dates from users: naive ones are taken as UTC (Telegram's clock)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _info(event: MessageEvent) -> MessageInfo:
+    return MessageInfo(
+        message_id=event.message_id,
+        group_id=event.group.id,
+        sender_id=None if event.sender is None else event.sender.id,
+        date=event.date,
+    )
+
+
+async def _call(callback: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+    """Call a user callback that may be sync or async."""
+    result = callback(*args)
+    if inspect.isawaitable(result):
+        await result
+
+
+# --- the client ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Handler:
+    spec: str | int | None
+    func: MessageHandler
+
+
+@dataclass
+class _Progress:
+    """What get_messages reports per page: rows so far, the expected total, and the rate."""
+
+    callback: ProgressCallback | None
+    limit: int | None
+    board: ProgressBoard = field(default_factory=ProgressBoard)
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0
+
+    def page(self, page: Page, new: Sequence[MessageEvent]) -> None:
+        total = page.total if self.limit is None or page.total is None else min(page.total, self.limit)
+        self.board.set_total(page.group, total)
+        self.board.committed(Batch(events=new, cursors={}))
+        self.done += len(new)
+        if self.callback is not None:
+            elapsed = time.monotonic() - self.started
+            self.callback(self.done, total, self.done / elapsed if elapsed > 0 else 0.0)
+
+
+class TgData:
+    """The tgdata API over the emitter: history reads, counts, search, export, polling and live handlers.
+
+    Args:
+        config_file: a tgdata ``config.ini`` (``[telegram] api_id, api_hash, session_file, phone`` loads
+            unchanged) or the emitter's INI; None finds it as the emitter does ($EMITTER_CONFIG, ./config.ini),
+            and the environment applies on top (``TELEGRAM_API_ID``, ``EMITTER_TELEGRAM__…``).
+        settings: ready `Settings` (wins over everything else).
+        client: your own `TelegramClient`; TgData connects it if needed and disconnects it on `close` only
+            if it connected it.
+        tracker: remembers what `poll_for_messages` and `on_new_message` delivered (default: a
+            `MemoryTracker`); closed with TgData. Any `MessageTrackerInterface` works; the cursor-based ones
+            of `emitter.trackers` also let a restarted process resume where the last one stopped. One
+            process delivers a group at a time: two processes following one group deliver it twice.
+        connection_engine: supplies the settings from code (`emitter.config_hooks`).
+        sweep_interval: seconds between gap-filling sweeps of `run_with_event_loop` (default: the
+            ``telegram.sweep_interval`` setting).
+    """
+
+    def __init__(
+        self,
+        config_file: str | os.PathLike[str] | None = None,
+        *,
+        settings: Settings | None = None,
+        client: TelegramClient | None = None,
+        tracker: MessageTrackerInterface | None = None,
+        connection_engine: ConnectionEngine | None = None,
+        sweep_interval: float | None = None,
+    ) -> None:
+        if settings is None and (client is None or config_file is not None or connection_engine is not None):
+            settings = (connection_engine or IniConnectionEngine(config_file)).get_settings()
+        self.settings = settings
+        self.tracker: MessageTrackerInterface = tracker if tracker is not None else MemoryTracker()
+        self.sweep_interval = sweep_interval or (settings.telegram if settings else TelegramSettings()).sweep_interval
+        self._client = client
+        self._own_client = client is None
+        self._connected_by_us = False
+        self._checked = False
+        self._connect_lock = asyncio.Lock()
+        self._handlers: list[_Handler] = []
+        self._resolved: dict[str, int] = {}
+        self._stop = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"TgData(tracker={self.tracker!r})"
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def client(self) -> TelegramClient | None:
+        """The Telethon client (None until `connect` creates one from the settings)."""
+        return self._client
+
+    async def connect(self) -> TelegramClient:
+        """Create (from the settings), connect and check the login of the client; idempotent."""
+        async with self._connect_lock:
+            if self._client is None:
+                self._client = make_client(self._telegram_settings())
+            client = self._client
+            if not client.is_connected():
+                await client.connect()
+                self._connected_by_us = True
+            if not self._checked:
+                restrict_session_file(client)
+                if not await client.is_user_authorized():
+                    raise FatalError("the Telegram session is not logged in: run `emitter login` once to create one")
+                self._checked = True
+            return client
+
+    async def close(self) -> None:
+        """Stop polling and handlers, disconnect a client TgData connected, close the tracker (idempotent)."""
+        self.stop()
+        client = self._client
+        if client is not None and (self._own_client or self._connected_by_us) and client.is_connected():
+            await client.disconnect()
+        self._connected_by_us = False
+        closer = getattr(self.tracker, "close", None)
+        if closer is not None:
+            await _call(closer)
+
+    def stop(self) -> None:
+        """Make `run_with_event_loop` and `poll_for_messages` return (callable from a handler)."""
+        self._stop.set()
+
+    def _telegram_settings(self) -> TelegramSettings:
+        if self.settings is None:
+            raise ConfigError("no Telegram configuration: pass config_file, settings or a client")
+        return self.settings.telegram
+
+    # --- groups ---------------------------------------------------------------------------------------------
+
+    async def list_groups(self) -> Rows:
+        """Every group, supergroup and channel of the account (columns: `GROUP_COLUMNS`)."""
+        client = await self.connect()
+        rows = [
+            {
+                "GroupID": g.id,
+                "Title": g.title,
+                "Username": _at(g.username),
+                "IsChannel": g.type in (GroupType.CHANNEL, GroupType.SUPERGROUP),
+                "IsMegagroup": g.type is GroupType.SUPERGROUP,
+                "ParticipantsCount": g.members,
+                "Type": g.type.value,
+            }
+            for g in await account_groups(client)
+        ]
+        return to_rows(rows, GROUP_COLUMNS)
+
+    async def _source(self, spec: str | int, **kwargs: Any) -> tuple[TelegramSource, Group]:
+        """A source for one group, and the group resolved."""
+        client = await self.connect()
+        spec = await self._marked(client, spec)
+        kwargs.setdefault("follow", False)
+        source = TelegramSource(client, [spec], sweep_interval=self.sweep_interval, **kwargs)
+        try:
+            (group,) = await source.groups()
+        except FatalError as e:
+            reason = source.unresolved.get(str(spec), str(e))
+            raise GroupNotFoundError(f"cannot resolve group {spec!r}: {reason}") from e
+        return source, group
+
+    @staticmethod
+    async def _marked(client: TelegramClient, spec: str | int) -> str | int:
+        """tgdata listed groups by their bare positive id: find the account's group with that id, if any."""
+        if not str(spec).isdigit():
+            return spec
+        bare = int(spec)
+        for group in await account_groups(client):
+            if group.id in (-(_CHANNEL_MARK + bare), -bare):
+                return group.id
+        return spec
+
+    # --- history --------------------------------------------------------------------------------------------
+
+    async def get_messages(  # noqa: PLR0917 - tgdata's signature, positional parameters included
+        self,
+        group_id: int | str,
+        limit: int | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        after_id: int | None = None,
+        with_progress: bool = False,
+        progress_callback: ProgressCallback | None = None,
+        batch_size: int | None = None,
+        batch_callback: BatchCallback | None = None,
+        batch_delay: float = 0.0,
+    ) -> Rows:
+        """The group's messages in the window, oldest first (an ascending walk: nothing is skipped).
+
+        Args:
+            group_id: marked id, "@username" or t.me link.
+            limit: at most this many messages (the oldest ones of the window).
+            start_date: only messages sent at or after this time (naive times are UTC).
+            end_date: only messages sent at or before this time.
+            after_id: only messages with a larger id (for incremental reads).
+            with_progress: draw a progress bar on stderr (when it is a terminal).
+            progress_callback: ``progress_callback(current, total, rate)`` after every page of 100.
+            batch_size: rows per `batch_callback` call.
+            batch_callback: ``batch_callback(batch_rows, batch_number)``, sync or async, every
+                `batch_size` rows and once more for the rest.
+            batch_delay: seconds to wait after each batch.
+
+        Returns:
+            Every row of the window (also when batches were handed out), as `to_rows` gives them.
+        """
+        if batch_callback is not None and not batch_size:
+            raise ValueError("batch_callback needs a batch_size")
+        window = Window(_utc(start_date), _utc(end_date), after_id, limit)
+        source, group = await self._source(group_id, window=window)
+        progress = _Progress(progress_callback, limit)
+        rows: list[Row] = []
+        pending: list[Row] = []
+        batches = 0
+        view: AbstractContextManager[object] = (
+            ProgressView(progress.board) if with_progress else contextlib.nullcontext()
+        )
+        with view:
+            async for new in self._walk(source, group, Tracker(), progress):
+                page_rows = [event_to_row(e) for e in new]
+                rows += page_rows
+                if batch_callback is None or batch_size is None:
+                    continue
+                pending += page_rows
+                while len(pending) >= batch_size:
+                    batches += 1
+                    await self._batch(batch_callback, pending[:batch_size], batches, batch_delay)
+                    del pending[:batch_size]
+            if batch_callback is not None and pending:
+                await self._batch(batch_callback, pending, batches + 1, batch_delay)
+        return to_rows(rows)
+
+    async def _walk(
+        self, source: TelegramSource, group: Group, walk: Tracker, progress: _Progress | None = None
+    ) -> AsyncIterator[list[MessageEvent]]:
+        """The NEW events of each page of an ascending walk from `walk`'s cursor (which the pages move)."""
+        async for page in source.pages(group, walk.cursor):
+            events, _cursor = walk.accept(page)
+            new = [e for e in events if e.event_type is EventType.NEW]
+            if progress is not None:
+                progress.page(page, new)
+            yield new
+
+    @staticmethod
+    async def _batch(callback: BatchCallback, rows: list[Row], number: int, delay: float) -> None:
+        await _call(callback, to_rows(rows), number)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def get_message_count(self, group_id: int | str) -> int:
+        """How many messages the group's history holds, from one request (Telegram's own count)."""
+        source, group = await self._source(group_id)
+        found = await source.client.get_messages(group.id, limit=0)
+        return int(found.total)
+
+    async def search_messages(self, query: str, group_id: int | str, limit: int | None = None) -> Rows:
+        """Messages of the group whose text matches `query` (Telegram's search), oldest first.
+
+        Args:
+            query: the words to look for.
+            group_id: marked id, "@username" or t.me link.
+            limit: at most this many (the newest matches).
+        """
+        source, group = await self._source(group_id)
+        rows: list[Row] = []
+        now = utc_now()
+        async for message in source.client.iter_messages(group.id, search=query, limit=limit, wait_time=0):
+            rows.append(event_to_row(map_message(message, group, source=Source.BACKFILL, ingest_time=now)))
+        rows.sort(key=lambda r: int(r["MessageId"]))
+        return to_rows(rows)
+
+    @staticmethod
+    def export_messages(messages: Rows, path: str | os.PathLike[str], format: _ExportFormat = "csv") -> Path:
+        """Write rows (a DataFrame or a list of dicts) to a CSV or JSON file; dates in ISO 8601.
+
+        JSON is a list of objects, one per row, missing values as null.
+
+        Returns:
+            The path written.
+        """
+        if format not in ("csv", "json"):
+            raise ValueError(f"unsupported format {format!r}: expected 'csv' or 'json'")
+        out = Path(path)
+        records = json_rows(messages)
+        with out.open("w", encoding="utf-8", newline="") as f:
+            if format == "json":
+                json.dump(records, f, ensure_ascii=False, indent=1)
+            else:
+                writer = csv.DictWriter(f, fieldnames=list(records[0]) if records else list(COLUMNS))
+                writer.writeheader()
+                writer.writerows(records)
+        return out
+
+    # --- incremental delivery -------------------------------------------------------------------------------
+
+    async def _start_cursor(self, group: Group, after_id: int | None) -> GroupCursor:
+        """Where delivery starts: the tracker's cursor, else after `after_id`, else after the newest message.
+
+        A start chosen here is stored in a cursor tracker at once, so a restart resumes from it.
+        """
+        tracker = self.tracker
+        cursor = await tracker.cursor(group.id) if isinstance(tracker, CursorTracker) else GroupCursor(group.id)
+        if cursor.cursor != NEVER_WALKED:
+            return cursor
+        if after_id is None:
+            client = await self.connect()
+            newest = await client.get_messages(group.id, limit=1)
+            after_id = newest[0].id if newest else 0
+        if isinstance(tracker, CursorTracker):
+            await tracker.mark_walked(group.id, after_id)
+        return cursor.walked_to(after_id)
+
+    async def _fresh(self, events: Sequence[MessageEvent]) -> list[MessageEvent]:
+        """Events the tracker has not seen (a cursor tracker's view is already the walk's)."""
+        if isinstance(self.tracker, CursorTracker):
+            return list(events)
+        return [e for e in events if not await self.tracker.is_processed(e.message_id, e.group.id)]
+
+    async def _mark(self, page: Page, events: Sequence[MessageEvent]) -> None:
+        """Record a page as processed: a cursor tracker moves like the walk, others mark the ids."""
+        tracker = self.tracker
+        if isinstance(tracker, CursorTracker) and page.walked_to is not None:
+            await tracker.mark_walked(page.group.id, page.walked_to)
+        elif events:
+            await tracker.mark_batch_processed([_info(e) for e in events])
+
+    async def poll_for_messages(
+        self,
+        group_id: int | str,
+        interval: float = 60.0,
+        callback: PollCallback | None = None,
+        max_iterations: int | None = None,
+        after_id: int | None = None,
+    ) -> None:
+        """Every `interval` seconds, hand `callback` the messages that are new since the last poll.
+
+        Each poll walks history ascending from the tracker's cursor (never newest-first with a min_id, which
+        returns only the newest page and skips the rest), so a burst of any size arrives whole, and each
+        message is delivered once. The cursor moves only after `callback` returned: if it raises, the same
+        messages come again at the next poll.
+
+        Args:
+            group_id: marked id, "@username" or t.me link.
+            interval: seconds between polls.
+            callback: ``callback(rows)``, sync or async; called only when there are new messages.
+            max_iterations: stop after this many polls (None: until `stop` or cancellation).
+            after_id: where to start when the tracker has no cursor for the group: after this id (0: the
+                whole history); None: after the newest message at the first poll.
+        """
+        source, group = await self._source(group_id)
+        cursors = {group.id: await self._start_cursor(group, after_id)}
+        self._stop.clear()
+        polls = 0
+        while max_iterations is None or polls < max_iterations:
+            with contextlib.suppress(TimeoutError):
+                if polls and await asyncio.wait_for(self._stop.wait(), interval):
+                    return
+            cursors = await self._poll_once(source, group, cursors, callback)
+            polls += 1
+
+    async def _poll_once(
+        self,
+        source: TelegramSource,
+        group: Group,
+        cursors: dict[int, GroupCursor],
+        callback: PollCallback | None,
+    ) -> dict[int, GroupCursor]:
+        """One poll; the cursors after it (unchanged if the walk or the callback failed)."""
+        walk = Tracker(cursors)
+        pages: list[tuple[Page, list[MessageEvent]]] = []
+        try:
+            async for page in source.pages(group, walk.cursor):
+                events, _cursor = walk.accept(page)
+                pages.append((page, await self._fresh([e for e in events if e.event_type is EventType.NEW])))
+        except (RPCError, OSError) as e:
+            log.warning("poll of group %d failed, retrying at the next poll: %s", group.id, e)
+            return cursors
+        new = [e for _page, events in pages for e in events]
+        if new and callback is not None:
+            try:
+                await _call(callback, to_rows(event_to_row(e) for e in new))
+            except Exception:
+                log.exception("poll callback failed: the same messages come again at the next poll")
+                return cursors
+        for page, events in pages:
+            await self._mark(page, events)
+        return {gid: walk.cursor(gid) for gid in {*cursors, *(p.group.id for p, _ in pages)}}
+
+    def on_new_message(self, group_id: int | str | None = None) -> Callable[[MessageHandler], MessageHandler]:
+        """Register an async ``handler(row)`` for new messages of a group (None: every group of the account).
+
+        Handlers run from `run_with_event_loop`. Each message reaches each handler once: live updates are
+        fast, and sweeps of history fill what live updates missed (reconnects, flood waits, dropped
+        updates). A handler that raises is logged; its message is not offered again.
+        """
+
+        def register(func: MessageHandler) -> MessageHandler:
+            self._handlers.append(_Handler(group_id, func))
+            return func
+
+        return register
+
+    async def run_with_event_loop(self) -> None:
+        """Deliver new messages to the `on_new_message` handlers until `stop`, cancellation or a fatal error.
+
+        A group seen for the first time starts after its newest message; a group the tracker has a cursor
+        for resumes from it, so with a persistent tracker nothing posted while the process was down is lost.
+        """
+        if not self._handlers:
+            raise ValueError("no handlers: register one with @tg.on_new_message() first")
+        client = await self.connect()
+        self._stop.clear()
+        groups = await self._handler_groups()
+        source = TelegramSource(client, [g.id for g in groups], sweep_interval=self.sweep_interval)
+        await source.start()
+        try:
+            await source.groups()
+            walk = Tracker({g.id: await self._start_cursor(g, None) for g in groups})
+            await self._supervise([self._deliver(source, g, walk) for g in groups])
+        finally:
+            await source.stop()
+
+    async def _handler_groups(self) -> list[Group]:
+        """The groups the handlers watch, resolved once each."""
+        specs: dict[str, str | int] = {}
+        for h in self._handlers:
+            if h.spec is None:
+                specs.update({str(g.id): g.id for g in await account_groups(await self.connect())})
+            else:
+                specs[str(h.spec)] = h.spec
+        groups: dict[int, Group] = {}
+        for spec in specs.values():
+            _source, group = await self._source(spec)
+            groups[group.id] = group
+            self._resolved[str(spec)] = group.id
+        return list(groups.values())
+
+    def _handlers_of(self, group_id: int) -> list[MessageHandler]:
+        return [h.func for h in self._handlers if h.spec is None or self._resolved.get(str(h.spec)) == group_id]
+
+    async def _supervise(self, deliveries: list[Awaitable[None]]) -> None:
+        """Run the per-group deliveries until all ended (`stop` ends them after their current page).
+
+        An error in one stops the others and is raised; cancellation cancels them all.
+        """
+        tasks = [asyncio.ensure_future(d) for d in deliveries]
+        try:
+            pending: set[asyncio.Future[None]] = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    if error is not None:
+                        raise error
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _deliver(self, source: TelegramSource, group: Group, walk: Tracker) -> None:
+        """Hand each new message of the group to its handlers, then record it in the tracker; until stop."""
+        handlers = self._handlers_of(group.id)
+        pages = source.pages(group, walk.cursor)
+        try:
+            while (page := await self._next_page(pages)) is not None:
+                events, _cursor = walk.accept(page)
+                new = await self._fresh([e for e in events if e.event_type is EventType.NEW])
+                for event in new:
+                    row = event_to_row(event)
+                    for handler in handlers:
+                        try:
+                            await _call(handler, row)
+                        except Exception:
+                            log.exception("handler %s failed on message %d", handler, event.message_id)
+                await self._mark(page, new)
+        except SourceError as e:
+            log.error("group %d stopped: %s", group.id, e.reason)  # noqa: TRY400 - lost access is no bug
+        finally:
+            closer = getattr(pages, "aclose", None)  # an async generator: close it where it stands
+            if closer is not None:
+                await closer()
+
+    async def _next_page(self, pages: AsyncIterator[Page]) -> Page | None:
+        """The next page, or None once the pages end or `stop` is called (a page being fetched is dropped:
+        nothing of it was delivered, so nothing is lost)."""
+        fetch: asyncio.Future[Page] = asyncio.ensure_future(anext(pages))
+        stop = asyncio.ensure_future(self._stop.wait())
+        racing: set[asyncio.Future[Any]] = {fetch, stop}
+        try:
+            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await fetch
+        if fetch.cancelled():
+            return None
+        try:
+            return fetch.result()
+        except StopAsyncIteration:
+            return None
