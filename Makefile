@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOOTSTRAP ?= 127.0.0.1:9092
 
-.PHONY: help venv kafka kafka-stop jaeger redis-server run lint test test-unit test-integration clean
+.PHONY: help venv kafka kafka-stop jaeger redis-server deploy-checks run lint test test-unit test-integration clean
 
 help:
 	@echo "make run    - start the local Kafka and run the emitter on the demo source, printing records"
@@ -31,6 +31,9 @@ kafka-stop:
 jaeger:
 	dev/jaeger start
 
+deploy-checks: venv
+	dev/deploy-checks
+
 redis-server:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
@@ -48,8 +51,8 @@ test-unit: venv
 test-integration: venv kafka jaeger redis-server
 	$(BIN)/pytest tests/integration
 
-test: venv kafka jaeger redis-server lint
-	$(BIN)/pytest tests
+test: venv kafka jaeger redis-server lint deploy-checks
+	$(BIN)/pytest tests --ignore=tests/deploy
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
