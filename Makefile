@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOOTSTRAP ?= 127.0.0.1:9092
+LINT_PATHS := emitter tests examples $(wildcard bench)
 
 .PHONY: help venv kafka kafka-stop jaeger redis-server deploy-checks run lint test test-unit test-integration clean
 
@@ -41,8 +42,8 @@ run: venv kafka
 	dev/run-demo $(BOOTSTRAP)
 
 lint: venv
-	$(BIN)/ruff check emitter tests examples bench
-	$(BIN)/ruff format --check emitter tests examples bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy --strict emitter examples
 
 test-unit: venv
