@@ -45,6 +45,21 @@ CASES = [
     ("unknown source", ["run", "--source", "twitter"], {}, None, "emitter.source = 'twitter'"),
     ("kafka sink without brokers", ["run", "--sink", "kafka"], {}, None, "kafka.bootstrap_servers is required"),
     ("unknown command", ["frobnicate"], {}, None, "invalid choice: 'frobnicate'"),
+    ("negative drain timeout", ["run"], {"EMITTER_EMITTER__DRAIN_TIMEOUT": "-1"}, None, "emitter.drain_timeout"),
+    ("unknown SASL mechanism", ["run"], {}, "[kafka]\nsasl_mechanism = MD5\n", "kafka.sasl_mechanism = 'MD5'"),
+    ("unknown compression", ["run"], {"EMITTER_KAFKA__COMPRESSION": "brotli"}, None, "kafka.compression"),
+    ("instance with spaces", ["run", "--instance", "my emitter"], {}, None, "emitter.instance = 'my emitter'"),
+    (
+        "registry URL without scheme",
+        ["run"],
+        {},
+        "[kafka]\nschema_registry_url = registry:8081\n",
+        "schema_registry_url",
+    ),
+    ("tiny max record bytes", ["run"], {"EMITTER_KAFKA__MAX_RECORD_BYTES": "10"}, None, "kafka.max_record_bytes"),
+    ("bad backfill date", ["backfill", "--start-date", "yesterday"], {}, None, "'yesterday' is not a date"),
+    ("zero backfill limit", ["backfill", "--limit", "0"], {}, None, "--limit"),
+    ("unknown oversize policy", ["run"], {"EMITTER_KAFKA__OVERSIZE_POLICY": "drop"}, None, "kafka.oversize_policy"),
     ("missing config file", ["run", "--config", "/nonexistent/emitter.ini"], {}, None, "/nonexistent/emitter.ini"),
 ]
 
@@ -82,9 +97,9 @@ def test_bad_configuration_is_one_line_and_exit_2(
     assert "Traceback" not in err
 
 
-def test_at_least_twenty_cases() -> None:
-    """The table covers at least twenty distinct mistakes."""
-    assert len({c[0] for c in CASES}) >= 20
+def test_at_least_twenty_five_cases() -> None:
+    """The table covers at least twenty-five distinct mistakes."""
+    assert len({c[0] for c in CASES}) >= 25
 
 
 def test_secrets_are_not_echoed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
