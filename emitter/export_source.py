@@ -48,6 +48,7 @@ from emitter.records import (
     Sender,
     Source,
     from_unix,
+    marked_id,
     utc_now,
 )
 
@@ -57,8 +58,6 @@ RawMessage = Mapping[str, object]
 """One message object of an export, as `json.load` returns it."""
 
 DEFAULT_PAGE_SIZE: Final = 500
-CHANNEL_ID_OFFSET: Final = 10**12
-"""Marked channel and supergroup ids are -(10**12 + id): the "-100" prefix."""
 _LONG_MIN: Final = -(2**63)
 _LONG_MAX: Final = 2**63 - 1
 _INT_MIN: Final = -(2**31)
@@ -181,15 +180,6 @@ def utf16_len(text: str) -> int:
 
 
 # --- ids ----------------------------------------------------------------------------------------------
-
-
-def marked_id(bare_id: int, kind: PeerKind) -> int:
-    """Telegram's marked id of a peer: users as they are, basic groups negated, channels -100-prefixed."""
-    if kind is PeerKind.CHANNEL:
-        return -(CHANNEL_ID_OFFSET + bare_id)
-    if kind is PeerKind.CHAT:
-        return -bare_id
-    return bare_id
 
 
 def parse_peer(value: object) -> tuple[int, PeerKind] | None:

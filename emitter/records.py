@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Final
 
 
 class EventType(enum.StrEnum):
@@ -45,6 +46,19 @@ class PeerKind(enum.StrEnum):
     USER = "USER"
     CHANNEL = "CHANNEL"
     CHAT = "CHAT"
+
+
+CHANNEL_ID_OFFSET: Final = 10**12
+"""Marked channel and supergroup ids are -(10**12 + id): the "-100" prefix."""
+
+
+def marked_id(bare_id: int, kind: PeerKind) -> int:
+    """Telegram's marked id of a peer: users as they are, basic groups negated, channels -100-prefixed."""
+    if kind is PeerKind.CHANNEL:
+        return -(CHANNEL_ID_OFFSET + bare_id)
+    if kind is PeerKind.CHAT:
+        return -bare_id
+    return bare_id
 
 
 @dataclass(frozen=True, slots=True)

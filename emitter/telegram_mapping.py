@@ -42,6 +42,7 @@ from emitter.records import (
     Sender,
     Source,
     from_unix,
+    marked_id,
 )
 
 __all__ = [
@@ -55,8 +56,6 @@ __all__ = [
 TLObject: TypeAlias = Any
 """A Telethon TL object. Telethon is untyped, so this boundary is `Any` on purpose: every read is checked."""
 
-CHANNEL_ID_OFFSET: Final = 10**12
-"""Marked channel ids are -(10**12 + id): the "-100" prefix."""
 
 EXTRA_VALUE_MAX: Final = 256
 """Longest `extra` value, in characters: `extra` is for hints, not payloads."""
@@ -213,12 +212,7 @@ def _marked(bare: object, kind: PeerKind) -> int | None:
     """The marked id (users as they are, chats negated, channels -100-prefixed), if it fits a long."""
     if type(bare) is not int:
         return None
-    if kind is PeerKind.CHANNEL:
-        marked = -(CHANNEL_ID_OFFSET + bare)
-    elif kind is PeerKind.CHAT:
-        marked = -bare
-    else:
-        marked = bare
+    marked = marked_id(bare, kind)
     return marked if _LONG_MIN <= marked <= _LONG_MAX else None
 
 

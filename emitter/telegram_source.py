@@ -29,7 +29,7 @@ from telethon.sessions import StringSession
 
 from emitter.errors import ConfigError, FatalError, SourceError
 from emitter.protocols import CursorView, Page, Window
-from emitter.records import EventType, Group, GroupType, MessageEvent, Source, utc_now
+from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
 from emitter.settings import TelegramSettings
 from emitter.telegram_mapping import group_from_entity, map_deleted, map_message
 from emitter.tracing import tracer as default_tracer
@@ -440,7 +440,7 @@ class TelegramSource:
     async def _on_raw(self, update: Any) -> None:
         # A changed channel (access lost, say) shows on its next request: sweep it now.
         if isinstance(update, types.UpdateChannel):
-            state = self._followed.get(-(10**12 + update.channel_id))
+            state = self._followed.get(marked_id(update.channel_id, PeerKind.CHANNEL))
             if state is not None:
                 state.sweep_now.set()
             return
@@ -562,7 +562,7 @@ def _migrated_to(message: Any) -> int | None:
     """The marked id of the supergroup a basic group became, if this is its migration message."""
     action = getattr(message, "action", None)
     if isinstance(action, types.MessageActionChatMigrateTo):
-        return -(10**12 + int(action.channel_id))
+        return marked_id(int(action.channel_id), PeerKind.CHANNEL)
     return None
 
 

@@ -56,7 +56,7 @@ from emitter.errors import ConfigError, FatalError, SourceError
 from emitter.progress import ProgressBoard, ProgressCallback
 from emitter.progress_view import ProgressView
 from emitter.protocols import Batch, MessageInfo, MessageTrackerInterface, Page, Window
-from emitter.records import EventType, Group, GroupType, MessageEvent, Source, utc_now
+from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
 from emitter.settings import Settings, TelegramSettings
 from emitter.telegram_account import list_groups as account_groups
 from emitter.telegram_mapping import map_message
@@ -124,7 +124,6 @@ GROUP_COLUMNS: Final[Mapping[str, str]] = {
 """`list_groups` columns: tgdata's names; GroupID is the marked id that every other call accepts."""
 
 _ExportFormat = Literal["csv", "json"]
-_CHANNEL_MARK: Final = 10**12
 
 
 class GroupNotFoundError(ConfigError, ValueError):
@@ -373,7 +372,7 @@ class TgData:
             return spec
         bare = int(spec)
         for group in await account_groups(client):
-            if group.id in (-(_CHANNEL_MARK + bare), -bare):
+            if group.id in (marked_id(bare, PeerKind.CHANNEL), marked_id(bare, PeerKind.CHAT)):
                 return group.id
         return spec
 
