@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 BOOTSTRAP ?= 127.0.0.1:9092
 LINT_PATHS := emitter tests examples $(wildcard bench)
 
-.PHONY: help venv kafka kafka-stop jaeger redis-server deploy-checks run lint test test-unit test-integration clean
+.PHONY: help venv kafka kafka-stop jaeger redis-server deploy-checks bench run lint test test-unit test-integration clean
 
 help:
 	@echo "make run    - start the local Kafka and run the emitter on the demo source, printing records"
 	@echo "make test   - install, start Kafka, lint, type-check and run every test"
 	@echo "make lint   - ruff and mypy --strict"
+	@echo "make bench  - benchmarks against their ceilings; writes bench/RESULTS.md"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,9 @@ test-integration: venv kafka jaeger redis-server
 
 test: venv kafka jaeger redis-server lint deploy-checks
 	$(BIN)/pytest tests --ignore=tests/deploy
+
+bench: venv kafka
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

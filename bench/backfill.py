@@ -1,0 +1,312 @@
+"""Scenario 1: backfill throughput end to end, beside the ceilings of a Python client and of the broker.
+
+Per run, in this order and on the same machine state: the emitter (fake Telegram → Telethon → mapping → Avro →
+monitor → transactional KafkaSink → broker); raw aiokafka sending the very values the emitter wrote, in
+transactions of the very sizes it committed; Kafka's ProducerPerformance with records of the same mean size;
+the emitter again with an SDK tracer; and the emitter on three channels. Ratios are taken within a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import re
+import subprocess
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from bench.common import MB, Context, build_world, create_topic, delete_topics, log, median, read_values, run
+from bench.common import telegram_backfill as backfill
+from bench.report import Row, fmt, kafka_classpath, verdict
+from emitter.codec import Encoder
+from emitter.kafka_sink import KafkaSink
+from emitter.settings import Settings
+from tests.faketelegram import FakeTelegram
+
+NAME = "1 backfill"
+TARGET_RATE = 20_000
+TARGET_RATIO = 0.8
+_PERF_LINE = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\)")
+
+
+@dataclass(slots=True)
+class _Run:
+    """One run's figures (records/s and MB/s of values)."""
+
+    emitter: float
+    emitter_mbps: float
+    cpu_share: float
+    cpu_us: float
+    """Process CPU per record, µs: on a CPU-bound loop this, not wall time, is what code changes move."""
+    raw: float
+    raw_mbps: float
+    batched: float
+    raw_cpu_us: float
+    batched_cpu_us: float
+    perf: float
+    perf_mbps: float
+    traced: float
+    spans: int
+    three: float
+    record_size: float
+
+
+def scenario(ctx: Context) -> list[Row]:
+    """Run the backfill comparison `ctx.runs` times and report medians."""
+    n, k = ctx.sizes.backfill, ctx.sizes.channels
+    log(f"backfill: building the fake worlds ({n:,} messages in 1 channel, and in {k} channels)")
+    one, one_groups = build_world(1, n)
+    many, many_groups = build_world(k, n, prefix="multi")
+    classpath = kafka_classpath()
+    runs: list[_Run] = []
+    for i in range(ctx.runs):
+        log(f"backfill: run {i + 1}/{ctx.runs}")
+        one.reset_counters()
+        many.reset_counters()
+        runs.append(
+            run(_one_run(ctx, one=one, one_groups=one_groups, many=many, many_groups=many_groups, cp=classpath))
+        )
+    del one, many
+    gc.collect()
+    _notes(ctx, runs, n, k)
+    return _rows(runs, n, k)
+
+
+async def _one_run(
+    ctx: Context, *, one: FakeTelegram, one_groups: list[str], many: FakeTelegram, many_groups: list[str], cp: str
+) -> _Run:
+    settings = ctx.fresh_settings()
+    result = await backfill(one, one_groups, settings)
+    # The values are read back after the timed part: holding the events meanwhile would slow the emitter's GC.
+    values = await read_values(ctx.bootstrap, settings.kafka.topic)
+    if len(values) != result.records:
+        raise RuntimeError(f"read back {len(values)} records, the emitter published {result.records}")
+    total_bytes = sum(len(v) for _, v in values)
+    raw_seconds, raw_cpu = await _raw_aiokafka(ctx, values, result.batch_sizes)
+    batched_seconds, batched_cpu = await _raw_aiokafka(ctx, values, result.batch_sizes, batched=True)
+    size = total_bytes / len(values)
+    perf, perf_mbps = await _producer_performance(ctx, cp, len(values), round(size), settings.kafka.partitions)
+    del values
+    traced, spans = await _traced(ctx, one, one_groups)
+    three = await backfill(many, many_groups, ctx.fresh_settings())
+    await delete_topics(ctx.bootstrap, ctx.topics)
+    ctx.topics.clear()
+    return _Run(
+        emitter=result.rate,
+        emitter_mbps=total_bytes / result.seconds / MB,
+        cpu_share=result.cpu_seconds / result.seconds,
+        cpu_us=result.cpu_seconds / result.records * 1e6,
+        raw_cpu_us=raw_cpu / result.records * 1e6,
+        batched_cpu_us=batched_cpu / result.records * 1e6,
+        raw=result.records / raw_seconds,
+        raw_mbps=total_bytes / raw_seconds / MB,
+        batched=result.records / batched_seconds,
+        perf=perf,
+        perf_mbps=perf_mbps,
+        traced=traced,
+        spans=spans,
+        three=three.rate,
+        record_size=size,
+    )
+
+
+async def _raw_aiokafka(
+    ctx: Context, values: list[tuple[bytes, bytes]], batch_sizes: list[int], *, batched: bool = False
+) -> tuple[float, float]:
+    """Wall and CPU seconds for a bare transactional producer to send `values` in transactions of `batch_sizes`.
+
+    `batched` uses aiokafka's batch API (`create_batch`/`send_batch`, one future per partition batch, the
+    partition computed once per key) instead of one `send()` per record: what the sink could do.
+    """
+    settings: Settings = ctx.fresh_settings()
+    sink = KafkaSink(settings.kafka, settings.emitter.instance)
+    # The sink's own producer factory: the ceiling uses exactly its settings (batch size, linger, acks,
+    # idempotence, transactional id), and follows them if they change. Topics are created by start().
+    await sink.start()
+    producer = sink._producer
+    assert producer is not None
+    topic = settings.kafka.topic
+    headers = [("content-type", Encoder().content_type.encode())]
+    send = _send_batched if batched else _send_each
+    started, cpu = time.perf_counter(), time.process_time()
+    try:
+        i = 0
+        for size in batch_sizes:
+            await producer.begin_transaction()
+            await asyncio.gather(*await send(producer, topic, values[i : i + size], headers))
+            await producer.commit_transaction()
+            i += size
+        return time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        await sink.stop()
+
+
+async def _send_each(
+    producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes, bytes]], headers: list[tuple[str, bytes]]
+) -> list[asyncio.Future[Any]]:
+    """One `send()` per record, as KafkaSink does."""
+    return [await producer.send(topic, key=key, value=value, headers=headers) for key, value in records]
+
+
+async def _send_batched(
+    producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes, bytes]], headers: list[tuple[str, bytes]]
+) -> list[asyncio.Future[Any]]:
+    """Records grouped by partition into `BatchBuilder`s; one `send_batch()` per full builder."""
+    partitions = sorted(producer.client.cluster.partitions_for_topic(topic) or ())
+    if not partitions:
+        await producer.client.force_metadata_update()
+        partitions = sorted(producer.client.cluster.partitions_for_topic(topic) or ())
+    partitioner = DefaultPartitioner()
+    by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+    chosen: dict[bytes, int] = {}
+    for key, value in records:
+        if key not in chosen:  # same partition as send() would pick: murmur2 of the key, once per key
+            chosen[key] = partitioner(key, partitions, partitions)
+        by_partition[chosen[key]].append((key, value))
+    futures = []
+    for partition, items in by_partition.items():
+        batch = producer.create_batch()
+        for key, value in items:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None, headers=headers)
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
+
+
+async def _producer_performance(
+    ctx: Context, classpath: str, n: int, size: int, partitions: int
+) -> tuple[float, float]:
+    """Kafka's own ProducerPerformance (acks=all, no throttle) on a fresh topic: records/s and MB/s."""
+    topic = ctx.fresh_topic()
+    await create_topic(ctx.bootstrap, topic, partitions)
+    cmd = [
+        "java", "-Xmx512m", "-cp", classpath, "org.apache.kafka.tools.ProducerPerformance",
+        "--topic", topic, "--num-records", str(n), "--record-size", str(size), "--throughput", "-1",
+        "--producer-props", f"bootstrap.servers={ctx.bootstrap}", "acks=all",
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 600)
+    found = [m for m in _PERF_LINE.finditer(out.decode()) if int(m.group(1)) == n]
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f"ProducerPerformance failed ({proc.returncode}): {err.decode()[-500:]}")
+    last = found[-1]
+    return float(last.group(2)), float(last.group(3))
+
+
+async def _traced(ctx: Context, fake: FakeTelegram, groups: list[str]) -> tuple[float, int]:
+    """Records/s with a real SDK tracer (BatchSpanProcessor into memory) on the source and the sink."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    try:
+        result = await backfill(fake, groups, ctx.fresh_settings(), tracer=provider.get_tracer("bench"))
+    finally:
+        await asyncio.to_thread(provider.shutdown)  # flushes: every span is counted
+    return result.rate, len(exporter.get_finished_spans())
+
+
+def _rows(runs: list[_Run], n: int, k: int) -> list[Row]:
+    def m(attr: str) -> float:
+        return median(getattr(r, attr) for r in runs)
+
+    emitter, raw, perf = m("emitter"), m("raw"), m("perf")
+    ratio_raw = median(r.emitter / r.raw for r in runs)
+    ratio_perf = median(r.emitter / r.perf for r in runs)
+    ratio_traced = median(r.traced / r.emitter for r in runs)
+    ratio_three = median(r.three / r.emitter for r in runs)
+    return [
+        Row(
+            NAME,
+            f"emitter end to end, 1 channel x {n:,} msgs",
+            f"{fmt(emitter)} rec/s, {fmt(m('emitter_mbps'), 2)} MB/s, {fmt(m('cpu_us'))} µs CPU/rec",
+            f"≥ {TARGET_RATE:,} rec/s",
+            emitter / TARGET_RATE,
+            verdict(emitter >= TARGET_RATE),
+        ),
+        Row(
+            NAME,
+            "raw aiokafka, same values and transactions",
+            f"{fmt(raw)} rec/s, {fmt(m('raw_mbps'), 2)} MB/s, {fmt(m('raw_cpu_us'))} µs CPU/rec",
+        ),
+        Row(
+            NAME,
+            "raw aiokafka with create_batch/send_batch (same values, txns)",
+            f"{fmt(m('batched'))} rec/s, {fmt(m('batched_cpu_us'))} µs CPU/rec",
+            "÷ raw aiokafka send(), CPU/rec",
+            median(r.batched_cpu_us / r.raw_cpu_us for r in runs),
+        ),
+        Row(
+            NAME,
+            "emitter ÷ raw aiokafka (same run)",
+            f"{ratio_raw:.2f}",
+            f"≥ {TARGET_RATIO}",
+            None,  # the value is the ratio already
+            verdict(ratio_raw >= TARGET_RATIO),
+        ),
+        Row(
+            NAME,
+            f"Kafka ProducerPerformance, {m('record_size'):.0f} B records",
+            f"{fmt(perf)} rec/s, {fmt(m('perf_mbps'), 2)} MB/s",
+            "emitter ÷ broker ceiling",
+            ratio_perf,
+        ),
+        Row(
+            NAME, f"emitter, {k} channels x {-(-n // k):,} msgs", f"{fmt(m('three'))} rec/s", "÷ 1 channel", ratio_three
+        ),
+        Row(
+            NAME,
+            "emitter with SDK tracing (BatchSpanProcessor)",
+            f"{fmt(m('traced'))} rec/s",
+            "÷ no-op tracer",
+            ratio_traced,
+        ),
+        Row(NAME, "emitter process CPU ÷ wall time (1.00 = CPU-bound)", f"{m('cpu_share'):.2f}"),
+    ]
+
+
+def _notes(ctx: Context, runs: list[_Run], n: int, k: int) -> None:
+    ctx.note(
+        NAME,
+        f"Fake Telegram with {n:,} messages in one supergroup (texts of 3 to 40 words, about 130 characters), answers "
+        "round-tripped through bytes, Telethon's own `iter_messages(reverse=True)` pagination; TelegramSource"
+        "(follow=False) → Monitor built by `emitter.app.create_monitor` (production batch size, timeout, in-flight "
+        "bound) → KafkaSink → the local broker, fresh uuid topics (3 partitions) per measurement.",
+    )
+    ctx.note(
+        NAME,
+        "Timed from `Monitor.run()` (sink start and topic creation, producer init, cursor restore, Telegram "
+        "connect) to the end of the last commit; the fake world is built before. The fake Telegram's own work "
+        "(building and serialising answers) runs in the same process and is inside the figure (see Hot path).",
+    )
+    ctx.note(
+        NAME,
+        "Raw aiokafka: the sink's own producer (`KafkaSink.start`, so identical settings) sends the values the "
+        "emitter wrote (read back after the run), with the same keys and content-type header, in transactions "
+        "of exactly the sizes the emitter committed. It does not write the one cursor record per transaction "
+        "that the emitter adds. The batch-API variant groups each transaction's records by partition (partition "
+        "computed once per key, as the default partitioner would) into `create_batch()` builders sent with "
+        "`send_batch()`: one future per batch instead of per record.",
+    )
+    ctx.note(
+        NAME,
+        "Kafka ProducerPerformance (kafka-tools, same jars as the broker): `--num-records N --record-size S "
+        "--throughput -1 --producer-props acks=all`, S = the mean value size the emitter wrote; its last summary "
+        "line (JVM start excluded). Not transactional, random payloads, Java client: the broker's ceiling here.",
+    )
+    ctx.note(
+        NAME,
+        f"Tracing: an SDK `TracerProvider` with a `BatchSpanProcessor` into an in-memory exporter, passed as "
+        f"`tracer=` to TelegramSource and KafkaSink (median {median(r.spans for r in runs):,.0f} spans per run); "
+        f"the same backfill with the default no-op tracer is the baseline.",
+    )
+    ctx.note(NAME, f"{k} channels: the same {n:,} messages split evenly, one feeder per channel.")

@@ -1,0 +1,165 @@
+"""Scenario 2: live latency, from the fake Telegram pushing an update to a read_committed consumer seeing it.
+
+The emitter follows one supergroup (TelegramSource with live handlers, the production sweep interval) into
+KafkaSink; a poster in the same loop calls `fake.post` at a steady rate with the post time stamped in the
+text; `bench.probe`, in its own process, reads the topic read_committed and computes arrival minus post.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from bench.common import Context, log, median, run
+from bench.probe import FETCH_MAX_WAIT_MS, stamp_text
+from bench.report import Row, fmt, verdict
+from emitter.app import create_monitor
+from emitter.telegram_source import TelegramSource
+from tests.faketelegram import FakeTelegram, wait_until
+
+NAME = "2 live latency"
+BATCH_TIMEOUT_MS: Final = 20
+"""The monitor's batch timeout here: the longest a live event waits for company before its transaction."""
+TARGET_P99_MS: Final = 250.0
+TARGET_RATE: Final = 2_000
+TICK: Final = 0.005
+"""The poster wakes every 5 ms and posts what is due, so posts spread evenly over each second."""
+
+
+@dataclass(slots=True)
+class _Window:
+    p50: float
+    p99: float
+    seen: int
+    posted: int
+    batches: int
+    drained: float
+    """Records per second from the first post to the last record seen: what the live path sustained."""
+    fake_share: float
+    """Share of the window's wall time spent inside `fake.post` (the fake server's work, same loop)."""
+
+
+def scenario(ctx: Context) -> list[Row]:
+    """Each rate for `latency_seconds`, `ctx.runs` times; medians of the per-window percentiles."""
+    seconds = ctx.sizes.latency_seconds
+    results: dict[int, list[_Window]] = {rate: [] for rate in ctx.sizes.latency_rates}
+    for i in range(ctx.runs):
+        for rate in ctx.sizes.latency_rates:
+            log(f"latency: run {i + 1}/{ctx.runs}, {rate:,} msgs/s for {seconds:g} s")
+            results[rate].append(run(_window(ctx, rate, seconds)))
+    ctx.note(
+        NAME,
+        f"One supergroup followed live (TelegramSource, default sweep interval), Monitor batch_timeout "
+        f"{BATCH_TIMEOUT_MS} ms, production batch size; a fresh emitter, world and topics per window. The poster "
+        f"calls `fake.post` every {TICK * 1000:.0f} ms for what is due at the rate; the fake pushes each update "
+        f"through bytes to Telethon's update loop.",
+    )
+    ctx.note(
+        NAME,
+        f"Latency = the time a read_committed AIOKafkaConsumer in a separate process (fetch_max_wait_ms "
+        f"{FETCH_MAX_WAIT_MS}) receives the record minus the time `post` was called (stamped in the text, "
+        f"CLOCK_MONOTONIC). p50/p99 per {seconds:g} s window, median over {ctx.runs} windows.",
+    )
+    rows = []
+    for rate, windows in results.items():
+        p50, p99 = median(w.p50 for w in windows), median(w.p99 for w in windows)
+        seen, posted = sum(w.seen for w in windows), sum(w.posted for w in windows)
+        per_txn = seen / max(1, sum(w.batches for w in windows))
+        drained, fake_share = median(w.drained for w in windows), median(w.fake_share for w in windows)
+        targeted = rate == TARGET_RATE
+        rows += [
+            Row(
+                NAME,
+                f"p50 at {rate:,} msgs/s (sustained {fmt(drained)}/s; {fake_share:.0%} of wall in fake.post)",
+                f"{fmt(p50, 1)} ms",
+            ),
+            Row(
+                NAME,
+                f"p99 at {rate:,} msgs/s ({seen:,}/{posted:,} seen, {per_txn:.0f} records per txn)",
+                f"{fmt(p99, 1)} ms",
+                f"≤ {TARGET_P99_MS:.0f} ms" if targeted else "—",
+                p99 / TARGET_P99_MS if targeted else None,
+                verdict(p99 <= TARGET_P99_MS and seen == posted) if targeted else "info",
+            ),
+        ]
+    return rows
+
+
+async def _window(ctx: Context, rate: int, seconds: float) -> _Window:
+    fake = FakeTelegram(seed=11)
+    channel = fake.add_channel("Live", username="live", megagroup=True)
+    fake.post_many(channel, 10)
+    history = len(fake.message_ids(channel))
+    settings = ctx.fresh_settings(batch_timeout_ms=BATCH_TIMEOUT_MS)
+    source = TelegramSource(fake.client(flood_sleep_threshold=0), ["@live"], own_client=True)
+    monitor = create_monitor(settings, source)
+    task = asyncio.create_task(monitor.run())
+    posted = round(rate * seconds)
+    try:
+        await wait_until(lambda: monitor.stats.published >= history or task.done(), within=60)
+        if task.done():
+            task.result()  # surfaces why the emitter stopped
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.probe",
+            ctx.bootstrap,
+            settings.kafka.topic,
+            str(posted),
+            str(seconds + 30),
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        ready = await asyncio.wait_for(proc.stdout.readline(), 60)
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"the probe did not start: {ready!r}")
+        batches = monitor.stats.batches
+        started = time.perf_counter()
+        in_fake = await _post(fake, channel, rate, posted)
+        posting = time.perf_counter() - started
+        out, _ = await asyncio.wait_for(proc.communicate(), seconds + 60)
+        batches = monitor.stats.batches - batches
+    finally:
+        monitor.request_stop()
+        await asyncio.wait_for(task, 60)
+    stamps = _parse(out)
+    if len(stamps) < 2:
+        raise RuntimeError(f"the probe saw {len(stamps)} of {posted} records")
+    latencies = [(seen - sent) / 1e6 for sent, seen in stamps]
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    span = (max(seen for _, seen in stamps) - min(sent for sent, _ in stamps)) / 1e9
+    return _Window(cuts[49], cuts[98], len(stamps), posted, batches, len(stamps) / span, in_fake / posting)
+
+
+async def _post(fake: FakeTelegram, channel: Any, rate: int, count: int) -> float:
+    """Post `count` live messages at `rate` per second, each stamped with its post time.
+
+    Returns the seconds spent inside `fake.post`: the fake server's work (building the update, serialising
+    it, parsing it back for the client) shares the emitter's loop, and the report says how much it took.
+    """
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent = 0
+    inside = 0.0
+    while sent < count:
+        due = min(count, int((loop.time() - start) * rate) + 1)
+        while sent < due:
+            before = time.perf_counter()
+            fake.post(channel, stamp_text(time.monotonic_ns()))
+            inside += time.perf_counter() - before
+            sent += 1
+        await asyncio.sleep(TICK)
+    return inside
+
+
+def _parse(out: bytes) -> list[tuple[int, int]]:
+    lines = out.decode().strip().splitlines()
+    if not lines:
+        raise RuntimeError("the probe printed nothing")
+    return [(int(sent), int(seen)) for sent, seen in json.loads(lines[-1])["stamps"]]
