@@ -164,11 +164,11 @@ def write_results(
 
 
 MISSED = """
-- **Backfill throughput (≥ 20,000 rec/s and ≥ 0.8 × raw aiokafka).** The whole path runs on one event loop
+- **Backfill throughput (≥ 20,000 rec/s and ≥ 0.8 x raw aiokafka).** The whole path runs on one event loop
   and is CPU-bound (process CPU ÷ wall ≈ 0.94). Per record, raw aiokafka spends about 14 µs of CPU and
-  Telethon's parsing plus the in-process Telegram about 30 µs, so one process tops out near 16–19k rec/s
+  Telethon's parsing plus the in-process Telegram about 30 µs, so one process tops out near 16-19k rec/s
   even before the emitter's own work: Avro encoding (fastavro, ~20 µs per record for this schema), mapping
-  (~7–21 µs) and Telethon's `iter_messages` post-processing. The ratio to raw aiokafka compares against a
+  (~7-21 µs) and Telethon's `iter_messages` post-processing. The ratio to raw aiokafka compares against a
   producer that does nothing else; a fair ceiling for this pipeline is the sum of its stages. Next steps,
   by measured gain: per-partition `create_batch`/`send_batch` in the sink (aiokafka's cost falls from 14 to
   3 µs per record), cached marked ids in the mapping, a schema-specialised Avro writer checked against

@@ -17,12 +17,15 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
     InvalidProducerEpoch,
+    KafkaConnectionError,
     KafkaError,
     ProducerFenced,
     SaslAuthenticationFailed,
     TransactionalIdAuthorizationFailed,
+    UnsupportedSaslMechanismError,
 )
 from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
 
@@ -57,6 +60,46 @@ def connection_options(settings: KafkaSettings) -> dict[str, Any]:
         opts["sasl_plain_username"] = settings.sasl_username
         opts["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
     return opts
+
+
+async def refusal(settings: KafkaSettings, error: BaseException) -> FatalError | None:
+    """The fatal error to raise when `error` means the brokers refused us (SASL credentials, an untrusted TLS
+    certificate), which no retry can fix; None for anything else (an outage: retry).
+
+    At bootstrap aiokafka only logs why a broker refused the connection and raises a bare
+    KafkaConnectionError; one direct connection to each bootstrap server tells a refusal from an outage.
+    """
+    if isinstance(error, SaslAuthenticationFailed | UnsupportedSaslMechanismError):
+        return _refusal_error(settings, ",".join(settings.bootstrap_servers or ()), error)
+    if not isinstance(error, KafkaConnectionError):
+        return None
+    options = {k: v for k, v in connection_options(settings).items() if k != "bootstrap_servers"}
+    for host, port, _family in collect_hosts(list(settings.bootstrap_servers or ()), randomize=False):
+        try:
+            conn = await create_conn(host, port, request_timeout_ms=10000, **options)
+        except (SaslAuthenticationFailed, UnsupportedSaslMechanismError, ssl.SSLCertVerificationError) as e:
+            return _refusal_error(settings, f"{host}:{port}", e)
+        except (OSError, KafkaError, TimeoutError):
+            continue
+        conn.close()
+    return None
+
+
+def _refusal_error(settings: KafkaSettings, where: str, error: BaseException) -> FatalError:
+    """One line naming the broker, the user or CA file, and what to fix; never the password."""
+    s = settings
+    if isinstance(error, ssl.SSLCertVerificationError):
+        trust = f"kafka.ssl_cafile {str(s.ssl_cafile)!r}" if s.ssl_cafile else "the system's CA certificates"
+        return FatalError(
+            f"Kafka at {where} presented a TLS certificate that failed verification against {trust} "
+            f"({error.verify_message}): kafka.ssl_cafile must be the CA that signed the brokers' certificates"
+        )
+    if isinstance(error, UnsupportedSaslMechanismError):
+        return FatalError(f"Kafka at {where} does not offer SASL mechanism {s.sasl_mechanism}: {error}")
+    return FatalError(
+        f"Kafka at {where} refused the SASL credentials of user {s.sasl_username!r} ({s.sasl_mechanism}): "
+        "check kafka.sasl_username and kafka.sasl_password"
+    )
 
 
 def cursor_key(instance: str, group_id: int) -> bytes:
@@ -108,20 +151,20 @@ class KafkaSink:
                 schema_id = await asyncio.to_thread(registry.register, f"{self.settings.topic}-value", message_schema())
                 self._encoder = Encoder(confluent_schema_id=schema_id)
             self._producer = await self._new_producer()
-        except SaslAuthenticationFailed as e:
-            raise FatalError(f"Kafka refused the SASL credentials of user {self.settings.sasl_username!r}: {e}") from e
         except KafkaError as e:
-            raise RetriableError(f"Kafka at {self._conn['bootstrap_servers']} is not reachable: {e}") from e
+            raise await refusal(self.settings, e) or RetriableError(
+                f"Kafka at {self._conn['bootstrap_servers']} is not reachable: {e}"
+            ) from e
 
     async def verify(self) -> dict[int, GroupCursor]:
         """Check topics and read this instance's cursors without starting a producer (which would fence
         a running emitter of the same identity)."""
         try:
             await self._ensure_topics()
-        except SaslAuthenticationFailed as e:
-            raise FatalError(f"Kafka refused the SASL credentials of user {self.settings.sasl_username!r}: {e}") from e
         except KafkaError as e:
-            raise FatalError(f"Kafka at {self._conn['bootstrap_servers']} is not reachable: {e}") from e
+            raise await refusal(self.settings, e) or FatalError(
+                f"Kafka at {self._conn['bootstrap_servers']} is not reachable: {e}"
+            ) from e
         return await self.load_cursors()
 
     async def stop(self) -> None:
@@ -188,7 +231,13 @@ class KafkaSink:
         consumer = AIOKafkaConsumer(
             **self._conn, isolation_level="read_committed", enable_auto_commit=False, group_id=None
         )
-        await consumer.start()
+        try:
+            await consumer.start()
+        except KafkaError as e:
+            await consumer.stop()
+            raise await refusal(self.settings, e) or RetriableError(
+                f"cannot read cursor topic {self.settings.cursor_topic!r}: {e}"
+            ) from e
         try:
             return await _read_cursors(consumer, self.settings.cursor_topic, self.instance)
         except KafkaError as e:
@@ -199,7 +248,10 @@ class KafkaSink:
     async def commit(self, batch: Batch) -> None:
         """Send the batch's records and cursors in one transaction, traced as one PRODUCER span."""
         if self._producer is None:
-            self._producer = await self._new_producer()
+            try:
+                self._producer = await self._new_producer()
+            except KafkaError as e:
+                raise await refusal(self.settings, e) or RetriableError(f"Kafka is not reachable: {e}") from e
         topic = self.settings.topic
         with self._tracer.start_as_current_span(
             f"send {topic}",
