@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from emitter.codec import decode, to_json_ready
 from emitter.errors import FatalError
-from emitter.kafka_sink import assign_all, connection_options
+from emitter.kafka_sink import assign_all, connection_options, refusal
 from emitter.settings import KafkaSettings
 
 
@@ -37,7 +38,12 @@ async def tail(
     consumer = AIOKafkaConsumer(
         **connection_options(settings), isolation_level="read_committed", enable_auto_commit=False, group_id=None
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except KafkaError as e:
+        await consumer.stop()
+        servers = ",".join(settings.bootstrap_servers or ())
+        raise await refusal(settings, e) or FatalError(f"Kafka at {servers} is not reachable: {e}") from e
     try:
         tps = await assign_all(consumer, settings.topic)
         if not tps:

@@ -11,6 +11,7 @@ costs one request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -86,6 +87,13 @@ class _Followed:
     entity: Any
     queue: asyncio.Queue[MessageEvent] = field(default_factory=lambda: asyncio.Queue(LIVE_QUEUE_LIMIT))
     sweep_now: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by the live handlers and by sweep requests: one event to wait on instead of two futures."""
+
+    def request_sweep(self) -> None:
+        """Ask the group's follow loop for a sweep now."""
+        self.sweep_now.set()
+        self.wake.set()
     failed: str | None = None
 
 
@@ -264,7 +272,7 @@ class TelegramSource:
         """Follow the supergroup a basic group migrated to, from here on."""
         entity = await self._entity_by_id(new_id)
         new = _Followed(group_from_entity(entity), entity)
-        new.sweep_now.set()  # what arrived before we listened is in its history
+        new.request_sweep()  # what arrived before we listened is in its history
         self._followed[new.group.id] = new
         log.info("group %d migrated to %d: following the supergroup", state.group.id, new.group.id)
         return new
@@ -328,7 +336,7 @@ class TelegramSource:
         )
         await self._sleep(seconds)
         for other in self._followed.values():
-            other.sweep_now.set()
+            other.request_sweep()
 
     async def _follow(self, state: _Followed, cursor: CursorView) -> AsyncIterator[Page]:
         loop = asyncio.get_running_loop()
@@ -348,20 +356,13 @@ class TelegramSource:
     async def _next_live(self, state: _Followed, max_wait: float) -> list[MessageEvent]:
         """Live events queued for the group, waiting up to `max_wait` s for the first (or a sweep request)."""
         if state.queue.empty() and not state.sweep_now.is_set():
-            getter = asyncio.ensure_future(state.queue.get())
-            flag = asyncio.ensure_future(state.sweep_now.wait())
-            try:
-                await asyncio.wait({getter, flag}, timeout=max_wait, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                flag.cancel()
-                if not getter.done():
-                    getter.cancel()
-            first = [getter.result()] if getter.done() and not getter.cancelled() else []
-        else:
-            first = []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.wake.wait(), max_wait)
+        state.wake.clear()  # before draining: whatever arrives next sets it again
+        events: list[MessageEvent] = []
         while not state.queue.empty():
-            first.append(state.queue.get_nowait())
-        return first
+            events.append(state.queue.get_nowait())
+        return events
 
     async def _sweep(self, state: _Followed, cursor: CursorView) -> AsyncIterator[Page]:
         """Publish what live handlers missed: holes by id (channels), then the tail of history."""
@@ -399,11 +400,12 @@ class TelegramSource:
     def _enqueue(self, state: _Followed, event: MessageEvent) -> None:
         try:
             state.queue.put_nowait(event)
+            state.wake.set()
             self.stats.live_events += 1
         except asyncio.QueueFull:
             # Lossless all the same for NEW events: the sweep reads them from history.
             self.stats.live_dropped += 1
-            state.sweep_now.set()
+            state.request_sweep()
 
     async def _on_new(self, event: Any) -> None:
         state = self._followed.get(event.chat_id)
@@ -442,7 +444,7 @@ class TelegramSource:
         if isinstance(update, types.UpdateChannel):
             state = self._followed.get(marked_id(update.channel_id, PeerKind.CHANNEL))
             if state is not None:
-                state.sweep_now.set()
+                state.request_sweep()
             return
         # Service messages (a migration among them) never reach NewMessage: a sweep picks them up.
         message = getattr(update, "message", None)
@@ -451,12 +453,12 @@ class TelegramSource:
 
             state = self._followed.get(get_peer_id(message.peer_id))
             if state is not None:
-                state.sweep_now.set()
+                state.request_sweep()
 
     def _handler_failed(self, state: _Followed) -> None:
         self.stats.handler_errors += 1
         log.exception("live handler failed in group %d: a sweep will fill the gap", state.group.id)
-        state.sweep_now.set()
+        state.request_sweep()
 
     def _remember_basic(self, msg_id: int, group_id: int) -> None:
         self._recent_basic[msg_id] = group_id
@@ -479,7 +481,7 @@ class TelegramSource:
             self.stats.reconnects += 1
             log.info("reconnected to Telegram: sweeping every group")
             for state in self._followed.values():
-                state.sweep_now.set()
+                state.request_sweep()
             await previous()
 
         sender._auto_reconnect_callback = on_reconnect
