@@ -27,6 +27,7 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
     UnsupportedSaslMechanismError,
 )
+from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
 
 from emitter.codec import Encoder, SchemaRegistry, message_schema
@@ -294,20 +295,26 @@ class KafkaSink:
         topic = self.settings.topic
         headers = [("content-type", self.encoder.content_type.encode()), *inject_headers()]
         futures: list[asyncio.Future[Any]] = []
+        by_topic: dict[str, list[_Record]] = {}
+        for event in batch.events:
+            key, value, target, record_headers = (
+                str(event.group.id).encode(),
+                self.encoder.encode(event),
+                topic,
+                headers,
+            )
+            if len(value) > self.settings.max_record_bytes:
+                target, value, dlq_headers = self._oversized(event, len(value))
+                record_headers = headers + dlq_headers
+            by_topic.setdefault(target, []).append((key, value, record_headers))
+        partitions: set[int] = set()
         try:
             await producer.begin_transaction()
-            for event in batch.events:
-                key, value, target, record_headers = (
-                    str(event.group.id).encode(),
-                    self.encoder.encode(event),
-                    topic,
-                    headers,
-                )
-                if len(value) > self.settings.max_record_bytes:
-                    target, value, dlq_headers = self._oversized(event, len(value))
-                    record_headers = headers + dlq_headers
-                futures.append(await producer.send(target, key=key, value=value, headers=record_headers))
-            n_records = len(futures)
+            for target, records in by_topic.items():
+                sent, used = await _send_batches(producer, target, records)
+                futures += sent
+                if target == topic:
+                    partitions = used
             for gid, cursor in batch.cursors.items():
                 futures.append(
                     await producer.send(
@@ -317,7 +324,7 @@ class KafkaSink:
                         headers=[("content-type", _CURSOR_CONTENT_TYPE)],
                     )
                 )
-            results = await asyncio.gather(*futures)
+            await asyncio.gather(*futures)
             await producer.commit_transaction()
         except (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed) as e:
             _retrieve(futures)
@@ -333,7 +340,7 @@ class KafkaSink:
             self._producer = None
             await _quiet_stop(producer)
             raise RetriableError(f"Kafka transaction failed: {type(e).__name__}: {e}") from e
-        return {md.partition for md in results[:n_records]}
+        return partitions
 
 
 async def _cleanup_policy(admin: AIOKafkaAdminClient, topic: str, within: float = 15.0) -> str | None:
@@ -348,6 +355,47 @@ async def _cleanup_policy(admin: AIOKafkaAdminClient, topic: str, within: float 
         if loop.time() >= deadline:
             raise RetriableError(f"cannot describe cursor topic {topic!r}: Kafka error {error_code}")
         await asyncio.sleep(0.2)
+
+
+_Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
+"""Key, value and headers of one record."""
+
+
+async def _send_batches(
+    producer: AIOKafkaProducer, topic: str, records: list[_Record]
+) -> tuple[list[asyncio.Future[Any]], set[int]]:
+    """Send records as whole per-partition batches: one future per batch instead of one per record.
+
+    Partitions come from the producer's default partitioner over the key (murmur2, as Java clients do), so
+    each group lands where a plain send() would put it, in order.
+    """
+    partitions = sorted(await producer.partitions_for(topic))
+    partitioner = DefaultPartitioner()
+    by_partition: dict[int, list[_Record]] = {}
+    partition_of: dict[bytes, int] = {}
+    for record in records:
+        key = record[0]
+        p = partition_of.get(key)
+        if p is None:
+            p = partition_of[key] = partitioner(key, partitions, partitions)
+        by_partition.setdefault(p, []).append(record)
+    futures: list[asyncio.Future[Any]] = []
+    for p, items in by_partition.items():
+        builder = producer.create_batch()
+        for key, value, headers in items:
+            if builder.append(key=key, value=value, timestamp=None, headers=headers) is not None:
+                continue
+            if builder.record_count():
+                futures.append(await producer.send_batch(builder, topic, partition=p))
+                builder = producer.create_batch()
+                if builder.append(key=key, value=value, timestamp=None, headers=headers) is not None:
+                    continue
+            # Larger than a whole batch: a record of its own (still below max_request_size).
+            futures.append(await producer.send(topic, key=key, value=value, headers=headers, partition=p))
+            builder = producer.create_batch()
+        if builder.record_count():
+            futures.append(await producer.send_batch(builder, topic, partition=p))
+    return futures, set(by_partition)
 
 
 def _retrieve(futures: list[asyncio.Future[Any]]) -> None:

@@ -94,6 +94,7 @@ class _Followed:
         """Ask the group's follow loop for a sweep now."""
         self.sweep_now.set()
         self.wake.set()
+
     failed: str | None = None
 
 
