@@ -76,11 +76,16 @@ class Monitor:
         self._fatal: FatalError | None = None
         self._restored = False
         self._sink_ok = False
+        self._committing_since: float | None = None
+        self.stall_after = 10.0
+        """A commit pending longer than this makes the emitter unready: aiokafka retries a lost broker
+        inside one commit instead of failing it, so a slow commit is how an outage first shows."""
 
     @property
     def ready(self) -> bool:
         """Cursors restored and the sink's last operation succeeded (what /readyz reports)."""
-        return self._restored and self._sink_ok
+        stalled = self._committing_since is not None and time.monotonic() - self._committing_since > self.stall_after
+        return self._restored and self._sink_ok and not stalled
 
     def status(self) -> dict[str, Any]:
         """What /readyz reports: ready, and which groups failed and why."""
@@ -214,11 +219,14 @@ class Monitor:
 
     async def _commit(self, batch: Batch) -> None:
         started = time.perf_counter()
+        self._committing_since = time.monotonic()
         try:
             await self.sink.commit(batch)
         except RetriableError:
             self.metrics.transaction_failures.inc()
             raise
+        finally:
+            self._committing_since = None
         self.metrics.observe_commit(batch, time.perf_counter() - started)
         self.progress.committed(batch)
         for p in self.progress.groups.values():

@@ -8,7 +8,7 @@ from collections import Counter
 from emitter.batcher import Batcher
 from emitter.demo_source import DemoSource, demo_group
 from emitter.monitor import Monitor
-from emitter.protocols import Page
+from emitter.protocols import Batch, Page
 from emitter.records import EventType, Source
 from emitter.testing import ListSource, MemorySink
 from emitter.tracker import Tracker
@@ -130,3 +130,26 @@ def test_a_recovered_group_clears_its_failure() -> None:
     tracker.set(tracker.cursor(GROUP.id).with_failure("ChannelPrivateError"))
     _, cur = tracker.accept(Page(GROUP, [event(1)], walked_to=1))
     assert cur.failed is None
+
+
+async def test_a_commit_that_hangs_makes_the_emitter_unready() -> None:
+    """A commit pending longer than stall_after flips readiness, and it comes back once the commit lands."""
+    release = asyncio.Event()
+
+    class SlowSink(MemorySink):
+        async def commit(self, batch: Batch) -> None:
+            await release.wait()
+            await super().commit(batch)
+
+    monitor = Monitor(DemoSource(1, history=10, rate=1000, limit=10), SlowSink(), batch_timeout=0.01)
+    monitor.stall_after = 0.2
+    task = asyncio.create_task(monitor.run())
+    async with asyncio.timeout(10):
+        while monitor._committing_since is None:  # noqa: ASYNC110 - polling with a deadline
+            await asyncio.sleep(0.01)
+        assert monitor.ready
+        await asyncio.sleep(0.3)  # past stall_after: the time itself is what is tested
+        assert not monitor.ready
+        release.set()
+        await task
+    assert monitor.ready
