@@ -132,7 +132,10 @@ class Monitor:
             self._feeding = False
             for task in feeders:
                 task.cancel()
-            await asyncio.gather(*feeders, return_exceptions=True)
+            # Bounded: a source that ignored its cancellation must not keep the process from exiting.
+            _, stuck = await asyncio.wait(feeders, timeout=self.drain_timeout) if feeders else (set(), set())
+            for task in stuck:
+                log.error("%s did not stop within %.0f s; leaving it behind", task.get_name(), self.drain_timeout)
             stop.cancel()
             self._wakeup.set()
             await self._drain(committer)
@@ -210,7 +213,10 @@ class Monitor:
                 continue
             if self._feeding and not self._batcher.due():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._batcher.time_left())
+                    async with asyncio.timeout(
+                        self._batcher.time_left()
+                    ):  # not wait_for, which can swallow a cancellation on 3.11
+                        await self._wakeup.wait()
                 self._wakeup.clear()
                 continue
             batch = self._batcher.take()

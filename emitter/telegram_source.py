@@ -357,8 +357,11 @@ class TelegramSource:
     async def _next_live(self, state: _Followed, max_wait: float) -> list[MessageEvent]:
         """Live events queued for the group, waiting up to `max_wait` s for the first (or a sweep request)."""
         if state.queue.empty() and not state.sweep_now.is_set():
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives
+            # as the event fires, and the feeder would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.wake.wait(), max_wait)
+                async with asyncio.timeout(max_wait):
+                    await state.wake.wait()
         state.wake.clear()  # before draining: whatever arrives next sets it again
         events: list[MessageEvent] = []
         while not state.queue.empty():

@@ -557,8 +557,12 @@ class TgData:
         self._stop.clear()
         polls = 0
         while max_iterations is None or polls < max_iterations:
-            with contextlib.suppress(TimeoutError):
-                if polls and await asyncio.wait_for(self._stop.wait(), interval):
+            if polls:
+                # asyncio.timeout, not wait_for, which can swallow a cancellation on Python 3.11.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval):
+                        await self._stop.wait()
+                if self._stop.is_set():
                     return
             cursors = await self._poll_once(source, group, cursors, callback)
             polls += 1
