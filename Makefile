@@ -6,14 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOOTSTRAP ?= 127.0.0.1:9092
-LINT_PATHS := emitter tests examples $(wildcard bench)
+LINT_PATHS := emitter tests examples $(wildcard bench) $(wildcard reliability)
 
-.PHONY: help venv kafka kafka-stop jaeger redis-server deploy-checks bench run lint test test-unit test-integration clean
+.PHONY: help venv kafka kafka-stop jaeger redis-server deploy-checks bench reliability run lint test test-unit test-integration clean
 
 help:
 	@echo "make run    - start the local Kafka and run the emitter on the demo source, printing records"
 	@echo "make test   - install, start Kafka, lint, type-check and run every test"
 	@echo "make lint   - ruff and mypy --strict"
+	@echo "make reliability - fault scenarios (kills, broker restarts, Telegram faults): one table"
 	@echo "make bench  - benchmarks against their ceilings; writes bench/RESULTS.md"
 
 $(STAMP): pyproject.toml
@@ -54,7 +55,10 @@ test-integration: venv kafka jaeger redis-server
 	$(BIN)/pytest tests/integration
 
 test: venv kafka jaeger redis-server lint deploy-checks
-	$(BIN)/pytest tests --ignore=tests/deploy
+	$(BIN)/pytest tests --ignore=tests/deploy --ignore=tests/integration/test_reliability_smoke.py
+
+reliability: venv
+	$(BIN)/python -m reliability
 
 bench: venv kafka
 	$(BIN)/python -m bench

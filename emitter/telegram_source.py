@@ -150,7 +150,9 @@ class TelegramSource:
                 "telegram.groups is empty: expected at least one group (marked id, @username or t.me link); "
                 "`emitter groups` lists the account's groups"
             )
-        client = make_client(settings)
+        # A monitor outlives any outage: Telethon's default of 5 reconnect attempts (about 35 s) would leave
+        # requests queued on a dead sender for good, so it retries for ever (readiness shows the outage).
+        client = make_client(settings, connection_retries=-1)
         return cls(client, settings.groups, sweep_interval=settings.sweep_interval, own_client=True, **kwargs)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -544,7 +546,7 @@ class _PageBuilder:
         )
 
 
-def make_client(settings: TelegramSettings) -> TelegramClient:
+def make_client(settings: TelegramSettings, *, connection_retries: int = 5) -> TelegramClient:
     """A Telethon client for the configured account: a StringSession if given, else the session file."""
     if settings.api_id is None or settings.api_hash is None:
         raise ConfigError(
@@ -561,6 +563,8 @@ def make_client(settings: TelegramSettings) -> TelegramClient:
         settings.api_hash.get_secret_value(),
         flood_sleep_threshold=settings.flood_sleep_threshold,
         receive_updates=True,
+        connection_retries=connection_retries,
+        retry_delay=2,
     )
 
 
