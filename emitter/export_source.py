@@ -28,10 +28,10 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mappi
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from emitter.errors import ConfigError, SourceError
+from emitter.lifecycle import Service
 from emitter.protocols import CursorView, Page
 from emitter.records import (
     Action,
@@ -575,7 +575,7 @@ def _load_export(path: Path, only: Collection[int] | None = None) -> list[_Chat]
 # --- the source -------------------------------------------------------------------------------------------
 
 
-class ExportSource:
+class ExportSource(Service):
     """Serves the chats of a Telegram Desktop export as finite, ascending pages of NEW events.
 
     The file is read once, at `__aenter__`, in a worker thread; only the selected chats' message lists are
@@ -607,16 +607,6 @@ class ExportSource:
         self._clock = clock
         self._chats: dict[int, _Chat] | None = None
         self._skipped: dict[int, int] = {}
-
-    async def __aenter__(self) -> Self:
-        if self._chats is None:
-            await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Read and index the export (idempotent); raises ConfigError when it is not a usable export."""

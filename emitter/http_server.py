@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Self
+
+from emitter.lifecycle import Service
 
 log = logging.getLogger("emitter.http")
 
@@ -19,7 +19,7 @@ _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Servic
 _MAX_HEADER_BYTES = 16 * 1024
 
 
-class HttpServer:
+class HttpServer(Service):
     """Serves fixed routes on one port; each route is a plain function called per request."""
 
     def __init__(self, routes: Mapping[str, Route], *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -27,15 +27,6 @@ class HttpServer:
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Listen; with port 0 the chosen port is in `self.port` afterwards."""

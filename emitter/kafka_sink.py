@@ -11,8 +11,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -33,6 +32,7 @@ from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
 from emitter.codec import Encoder, SchemaRegistry, message_schema
 from emitter.cursor import GroupCursor
 from emitter.errors import CursorTopicError, EmitterError, FatalError, FencedError, RetriableError
+from emitter.lifecycle import Service
 from emitter.oversize import fit
 from emitter.protocols import Batch
 from emitter.records import MessageEvent
@@ -108,7 +108,7 @@ def cursor_key(instance: str, group_id: int) -> bytes:
     return f"{instance}:{group_id}".encode()
 
 
-class KafkaSink:
+class KafkaSink(Service):
     """Commits batches to `telegram-messages` and the cursor topic in one Kafka transaction."""
 
     def __init__(
@@ -124,15 +124,6 @@ class KafkaSink:
 
     def __repr__(self) -> str:
         return f"KafkaSink(topic={self.settings.topic!r}, transactional_id={self.transactional_id!r})"
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     @property
     def encoder(self) -> Encoder:

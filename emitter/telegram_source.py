@@ -21,14 +21,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from opentelemetry.trace import SpanKind, Tracer
 from telethon import TelegramClient, errors, events, types
 from telethon.sessions import StringSession
 
 from emitter.errors import ConfigError, FatalError, SourceError
+from emitter.lifecycle import Service
 from emitter.protocols import CursorView, Page, Window
 from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
 from emitter.settings import TelegramSettings
@@ -98,7 +98,7 @@ class _Followed:
     failed: str | None = None
 
 
-class TelegramSource:
+class TelegramSource(Service):
     """Backfills and follows Telegram groups through one Telethon client (one account)."""
 
     name = "telegram"
@@ -156,15 +156,6 @@ class TelegramSource:
         return cls(client, settings.groups, sweep_interval=settings.sweep_interval, own_client=True, **kwargs)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Connect (if needed), check the login, and register the live handlers."""
