@@ -105,8 +105,9 @@ def probe_routes(monitor: Monitor) -> dict[str, Route]:
     def readyz() -> Response:
         status = monitor.status()
         body = json.dumps(status, default=str).encode() + b"\n"
-        ok = status["ready"] and status.get("source_connected", True)
-        return (200 if ok else 503), "application/json", body
+        # Not `source_connected`: a reconnect of a second is no reason to leave the load balancer; the
+        # source says itself when Telegram has been unreachable for longer than its bound.
+        return (200 if status["ready"] else 503), "application/json", body
 
     def metrics() -> Response:
         return 200, CONTENT_TYPE, monitor.metrics.render()
@@ -125,6 +126,8 @@ async def run(settings: Settings, monitor: Monitor | None = None) -> RunStats:
     stats = getattr(monitor.source, "stats", None)
     if stats is not None:
         monitor.metrics.bind_source(stats)
+    if getattr(monitor.source, "gateway", None) is not None:
+        monitor.metrics.bind_telegram(monitor.source)
     t = settings.telemetry
     server = HttpServer(probe_routes(monitor), host=t.http_host, port=t.http_port) if t.http_port is not None else None
     loop = asyncio.get_running_loop()

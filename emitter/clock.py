@@ -23,6 +23,10 @@ class Clock(Protocol):
         """Wait `seconds` of this clock's time."""
         ...
 
+    def to_real(self, seconds: float) -> float:
+        """How many real seconds `seconds` of this clock's time take (for timeouts on events)."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -34,6 +38,10 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         """`asyncio.sleep(seconds)`."""
         await asyncio.sleep(max(0.0, seconds))
+
+    def to_real(self, seconds: float) -> float:
+        """The same seconds."""
+        return seconds
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -62,7 +70,11 @@ class ScaledClock:
 
     async def sleep(self, seconds: float) -> None:
         """Wait `seconds` scaled seconds."""
-        await asyncio.sleep(max(0.0, seconds) / self.speed)
+        await asyncio.sleep(self.to_real(seconds))
+
+    def to_real(self, seconds: float) -> float:
+        """`seconds` divided by the speed."""
+        return max(0.0, seconds) / self.speed
 
     def __repr__(self) -> str:
         return f"ScaledClock(speed={self.speed!r})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 Ranges = tuple[tuple[int, int], ...]
@@ -43,6 +43,40 @@ def _contains(ranges: Ranges, msg_id: int) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerRef:
+    """How to address a group without resolving it again: Telegram's input peer, and the name it was found by.
+
+    Stored with the cursor (in the same transaction), so a restart makes no `ResolveUsername` and no dialog
+    walk for a group it has seen before; a StringSession keeps no entity cache of its own.
+    """
+
+    kind: str
+    """"channel" (channels and supergroups) or "chat" (basic groups)."""
+    id: int
+    """The bare id (not the marked one)."""
+    access_hash: int = 0
+    username: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The cursor document's `peer` member."""
+        doc: dict[str, object] = {"kind": self.kind, "id": self.id}
+        if self.access_hash:
+            doc["hash"] = self.access_hash
+        if self.username:
+            doc["username"] = self.username
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: object) -> PeerRef:
+        """Parse `to_json` output; raises ValueError on anything else."""
+        if not isinstance(doc, dict) or doc.get("kind") not in ("channel", "chat"):
+            raise ValueError(f"not a peer: {doc!r}")
+        username = doc.get("username")
+        name = None if username is None else str(username)
+        return cls(str(doc["kind"]), int(doc["id"]), int(doc.get("hash", 0)), name)
+
+
+@dataclass(frozen=True, slots=True)
 class GroupCursor:
     """The publish position of one group."""
 
@@ -53,6 +87,8 @@ class GroupCursor:
     """Why the group stopped (lost access, …), or None while it is healthy."""
     moved_to: int | None = None
     """The supergroup a basic group migrated to, once the emitter follows it there."""
+    peer: PeerRef | None = None
+    """How to reach the group without resolving it (None until a Telegram source resolved it)."""
 
     def is_published(self, msg_id: int) -> bool:
         """Whether a NEW event for `msg_id` was already published (so another one would duplicate)."""
@@ -62,7 +98,7 @@ class GroupCursor:
         """The cursor after publishing `msg_id` from a live update (the cursor itself cannot move)."""
         if self.is_published(msg_id):
             return self
-        return GroupCursor(self.group_id, self.cursor, _add_id(self.above, msg_id), self.failed, self.moved_to)
+        return replace(self, above=_add_id(self.above, msg_id))
 
     def walked_to(self, msg_id: int) -> GroupCursor:
         """The cursor after an ascending walk covered every id up to `msg_id`.
@@ -79,7 +115,7 @@ class GroupCursor:
                 cursor = hi
                 continue
             above.append((lo, hi))
-        return GroupCursor(self.group_id, cursor, tuple(above), self.failed, self.moved_to)
+        return replace(self, cursor=cursor, above=tuple(above))
 
     def holes(self, limit: int) -> list[int]:
         """Ids between the cursor and the highest live id that no one has published yet, at most `limit`."""
@@ -100,11 +136,15 @@ class GroupCursor:
 
     def with_failure(self, reason: str | None) -> GroupCursor:
         """The cursor marked failed (or healthy again with None)."""
-        return GroupCursor(self.group_id, self.cursor, self.above, reason, self.moved_to)
+        return replace(self, failed=reason)
 
     def with_move(self, new_group_id: int) -> GroupCursor:
         """The cursor of a migrated basic group, pointing at its supergroup."""
-        return GroupCursor(self.group_id, self.cursor, self.above, self.failed, new_group_id)
+        return replace(self, moved_to=new_group_id)
+
+    def with_peer(self, peer: PeerRef | None) -> GroupCursor:
+        """The cursor remembering how to reach its group."""
+        return self if peer is None or peer == self.peer else replace(self, peer=peer)
 
     def to_bytes(self) -> bytes:
         """A compact JSON document, readable with any tool that can read the cursor topic."""
@@ -115,6 +155,8 @@ class GroupCursor:
             doc["failed"] = self.failed
         if self.moved_to is not None:
             doc["moved_to"] = self.moved_to
+        if self.peer is not None:
+            doc["peer"] = self.peer.to_json()
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -129,12 +171,14 @@ class GroupCursor:
             above = _merge((int(lo), int(hi)) for lo, hi in doc.get("above", ()))
             failed = doc.get("failed")
             moved_to = doc.get("moved_to")
+            peer = doc.get("peer")
             return cls(
                 int(doc["group_id"]),
                 int(doc["cursor"]),
                 above,
                 None if failed is None else str(failed),
                 None if moved_to is None else int(moved_to),
+                None if peer is None else PeerRef.from_json(peer),
             )
         except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a cursor record: {e}") from e

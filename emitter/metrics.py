@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from emitter.protocols import Batch
@@ -18,8 +18,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class SourceStats(Protocol):
     """The counters a source keeps (the Telegram source's `SourceStats`)."""
 
-    flood_waits: int
-    flood_wait_seconds: float
+    @property
+    def flood_waits(self) -> int: ...
+    @property
+    def flood_wait_seconds(self) -> float: ...
+
     sweeps: int
     live_events: int
     live_dropped: int
@@ -49,6 +52,47 @@ class _SourceCollector(Collector):
             ("emitter_reconnects", "Reconnects to Telegram.", s.reconnects),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+
+
+class _TelegramCollector(Collector):
+    """Reads a Telegram source's request gateway at scrape time: requests, waits, rates, queues, groups."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        gateway = self.source.gateway
+        stats = gateway.stats
+        for name, doc, counts in (
+            ("emitter_telegram_requests", "Telegram requests sent, by method.", stats.requests),
+            ("emitter_telegram_flood_waits", "FloodWaits Telegram answered, by method.", stats.flood_waits),
+            ("emitter_telegram_retries", "Transient Telegram errors retried, by method.", stats.retries),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["method"])
+            for method, n in sorted(counts.items()):
+                family.add_metric([method], n)
+            yield family
+        for name, doc, values in (
+            ("emitter_telegram_request_rate", "Requests per second allowed now, by kind.", gateway.rates()),
+            ("emitter_telegram_request_queue", "Requests waiting for their turn, by kind.", gateway.queue_depths()),
+        ):
+            gauge = GaugeMetricFamily(name, doc, labels=["kind"])
+            for kind, value in sorted(values.items()):
+                gauge.add_metric([kind], value)
+            yield gauge
+        yield CounterMetricFamily(
+            "emitter_telegram_session_ended",
+            "Times Telegram ended the session (log in again).",
+            value=stats.account_gone,
+        )
+        unjoined = GaugeMetricFamily(
+            "emitter_group_unjoined", "1 for a channel the account has not joined (no live updates).", labels=["group"]
+        )
+        for gid in sorted(self.source.unjoined):
+            unjoined.add_metric([str(gid)], 1)
+        yield unjoined
+        connected = 1 if self.source.connected else 0
+        yield GaugeMetricFamily("emitter_telegram_connected", "1 while the connection to Telegram is up.", connected)
 
 
 class Metrics:
@@ -90,6 +134,10 @@ class Metrics:
     def bind_source(self, stats: Any) -> None:
         """Expose a source's counters (anything shaped like `SourceStats`)."""
         self.registry.register(_SourceCollector(stats))
+
+    def bind_telegram(self, source: Any) -> None:
+        """Expose a Telegram source's gateway and group states (anything with `gateway` and `unjoined`)."""
+        self.registry.register(_TelegramCollector(source))
 
     def observe_commit(self, batch: Batch, seconds: float) -> None:
         """Account one committed batch."""

@@ -83,17 +83,41 @@ class Monitor:
 
     @property
     def ready(self) -> bool:
-        """Cursors restored and the sink's last operation succeeded (what /readyz reports)."""
-        stalled = self._committing_since is not None and time.monotonic() - self._committing_since > self.stall_after
-        return self._restored and self._sink_ok and not stalled
+        """Cursors restored, the sink commits, and the source reports no trouble (what /readyz reports)."""
+        return not self.problems()
 
     def status(self) -> dict[str, Any]:
         """What /readyz reports: ready, and which groups failed and why."""
-        status: dict[str, Any] = {"ready": self.ready, "failed": dict(self.stats.failed), "groups": self.stats.groups}
+        problems = self.problems()
+        status: dict[str, Any] = {
+            "ready": not problems,
+            "failed": dict(self.stats.failed),
+            "groups": self.stats.groups,
+        }
+        if problems:
+            status["not_ready"] = problems
         connected = getattr(self.source, "connected", None)
         if connected is not None:
             status["source_connected"] = bool(connected)
+        source_status = getattr(self.source, "status", None)
+        if callable(source_status):
+            status["source"] = source_status()
         return status
+
+    def problems(self) -> list[str]:
+        """Why the emitter is not ready (empty when it is): the sink's and the source's reasons."""
+        out: list[str] = []
+        if not self._restored:
+            out.append("cursors not restored yet")
+        if not self._sink_ok:
+            out.append("the sink's last operation failed")
+        since = self._committing_since
+        if since is not None and time.monotonic() - since > self.stall_after:
+            out.append(f"a commit has been pending for {time.monotonic() - since:.0f} s")
+        source_problems = getattr(self.source, "problems", None)
+        if callable(source_problems):
+            out.extend(source_problems())
+        return out
 
     def request_stop(self) -> None:
         """Stop taking new events, commit what was accepted, and return from `run` (idempotent)."""
@@ -112,6 +136,9 @@ class Monitor:
             self.tracker = Tracker(committed)
             log.info("restored %d cursors", len(committed))
             await stack.enter_async_context(self.source)
+            remember = getattr(self.source, "remember", None)
+            if callable(remember):  # sources that can skip work with what the cursors hold (stored peers)
+                remember(committed)
             groups = await self.source.groups()
             self.stats.groups = len(groups)
             self._restored = True
@@ -169,6 +196,7 @@ class Monitor:
                 self._batcher.add(events, cursor, page.span_context)
                 self._wakeup.set()
                 self._account(page, events, self.tracker.duplicates - dropped)
+                self._track_failure(page)
         except SourceError as e:
             self._fail(group, e.reason)
         except FatalError as e:
@@ -188,6 +216,21 @@ class Monitor:
         if page.total is not None:
             self.progress.set_total(page.group, page.total)
             self.metrics.backfill_total.labels(gid).set(page.total)
+
+    def _track_failure(self, page: Page) -> None:
+        gid = page.group.id
+        if page.failed is not None:
+            if self.stats.failed.get(gid) != page.failed:
+                log.error(
+                    "group %d (%s) cannot be read: %s; re-checked later, the other groups go on",
+                    gid,
+                    page.group.title or "",
+                    page.failed,
+                    extra={"group_id": gid},
+                )
+            self.stats.failed[gid] = page.failed
+        elif self.stats.failed.pop(gid, None) is not None:
+            log.info("group %d (%s) can be read again", gid, page.group.title or "", extra={"group_id": gid})
 
     def _fail(self, group: Group, reason: str) -> None:
         log.error(

@@ -13,7 +13,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from emitter.cursor import GroupCursor
+from emitter.cursor import GroupCursor, PeerRef
 from emitter.records import Group, MessageEvent
 
 
@@ -34,6 +34,11 @@ class Page:
     """Messages in the group's history as the source last saw it (for backfill progress)."""
     span_context: Any = None
     """The OpenTelemetry SpanContext of the page's fetch, linked from the transaction that carries it."""
+    peer: PeerRef | None = None
+    """How to reach the group without resolving it again, stored with its cursor."""
+    failed: str | None = None
+    """Set on an empty page when the group cannot be read now (lost access): the cursor records why, and the
+    source tries again later. A later page without it marks the group healthy again."""
 
 
 @dataclass(frozen=True, slots=True)

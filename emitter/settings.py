@@ -82,11 +82,44 @@ class TelegramSettings(_Section):
         default_factory=list, description="Groups: marked ids, @usernames or t.me links, comma-separated."
     )
     flood_sleep_threshold: int = Field(
-        default=60, ge=0, description="FloodWaits up to this many seconds are slept through."
+        default=60, ge=0, description="FloodWaits longer than this many seconds are logged as warnings."
     )
-    sweep_interval: float = Field(default=30.0, gt=0, description="Seconds between gap-filling sweeps.")
+    sweep_interval: float = Field(default=30.0, gt=0, description="Seconds between gap-filling sweeps (±20 %).")
+    backfill_concurrency: int = Field(default=2, ge=1, le=100, description="Groups backfilling at once.")
+    pacing: str = Field(
+        default="",
+        pattern=r"^[a-z]+=[0-9.]+(/[0-9.]+)?(,[a-z]+=[0-9.]+(/[0-9.]+)?)*$|^$",
+        description="Request rates per kind, kind=rate/burst comma-separated (README: request gateway).",
+    )
+    max_requests_per_second: float = Field(
+        default=3.0, gt=0, le=100, description="All Telegram requests of the account together, on average."
+    )
+    max_request_burst: int = Field(default=10, ge=1, le=1000, description="All requests together, at once.")
+    recheck_interval: float = Field(
+        default=300.0, gt=0, description="Seconds between checks of a group the account lost access to."
+    )
+    join_channels: bool = Field(
+        default=False, description="Join public channels the account is not in (Telegram pushes nothing else)."
+    )
+    unjoined_sweep_interval: float = Field(
+        default=10.0, gt=0, description="Sweep interval of channels the account has not joined."
+    )
+    unreachable_after: float = Field(
+        default=60.0, gt=0, description="Seconds Telegram may be unreachable before /readyz says not ready."
+    )
+    stall_after: float = Field(
+        default=900.0, gt=0, description="Seconds a group behind may go without progress before not ready."
+    )
 
     _split_groups = field_validator("groups", mode="before")(_split_list)
+
+    @field_validator("pacing")
+    @classmethod
+    def _check_pacing(cls, pacing: str) -> str:
+        from emitter.telegram_gateway import parse_paces  # noqa: PLC0415 - Telethon only when Telegram is used
+
+        parse_paces(pacing)
+        return pacing
 
     @field_validator("groups")
     @classmethod

@@ -1,101 +1,88 @@
-"""The Telegram source: Telethon backfill, then follow with live handlers and gap-filling sweeps.
+"""The Telegram source: backfill each group through the account's gateway, then follow it.
 
-Correctness lives in the cursor rules (see `emitter.cursor`): the backfill and every sweep walk history
-ascending from the cursor (never newest-first with `min_id`, which yields the newest N and skips the rest);
-live `NewMessage` events are fast but may be missed around reconnects and flood waits, so a sweep follows
-on a timer, after every reconnect, after a flood wait and when a handler fails. In channels and supergroups
-a sweep fetches only the holes below the highest live id (by id) and then the tail, so a quiet group's sweep
-costs one request.
+Correctness lives in the cursor rules (`emitter.cursor`) and the sweep planner (`emitter.sweep`): the
+backfill and every sweep walk history ascending from the cursor; live events (`emitter.telegram_live`)
+are fast but may be missed, so a sweep follows on a jittered timer, after every reconnect and whenever a
+handler or Telegram hints at a gap. Every request passes the account's `RequestGateway`, which paces,
+holds flood waits and retries transient errors; what reaches this module is a group's own trouble (lost
+access: marked failed and re-checked) or the account's (session gone: stop and ask for a login).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-import os
-import re
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Final
 
 from opentelemetry.trace import SpanKind, Tracer
-from telethon import TelegramClient, errors, events, types
-from telethon.sessions import StringSession
+from telethon import TelegramClient, errors, types
+from telethon import utils as tl_utils
+from telethon.tl.functions.channels import GetMessagesRequest as GetChannelMessagesRequest
+from telethon.tl.functions.channels import JoinChannelRequest
 
-from emitter.errors import ConfigError, FatalError, SourceError
+from emitter.clock import SYSTEM_CLOCK, Clock
+from emitter.cursor import GroupCursor
+from emitter.errors import ConfigError, FatalError
 from emitter.lifecycle import Service
 from emitter.protocols import CursorView, Page, Window
-from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
+from emitter.records import Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
 from emitter.settings import TelegramSettings
-from emitter.telegram_mapping import group_from_entity, map_deleted, map_message
+from emitter.sweep import chunks, holes_to_fetch, proven_to
+from emitter.telegram_client import make_client, restrict_session_file, transport_connected
+from emitter.telegram_gateway import (
+    LOST_ACCESS,
+    GatewayStats,
+    Pace,
+    Priority,
+    RequestGateway,
+    parse_paces,
+    priority,
+    requests_for,
+)
+from emitter.telegram_live import Followed, LiveDispatch, LiveStats
+from emitter.telegram_mapping import group_from_entity, map_message
+from emitter.telegram_resolver import Resolver, peer_ref
 from emitter.tracing import tracer as default_tracer
+
+__all__ = ["PAGE_SIZE", "SourceStats", "TelegramSource", "make_client", "restrict_session_file"]
 
 log = logging.getLogger("emitter.telegram")
 
 PAGE_SIZE: Final = 100
 """Telegram returns at most 100 messages per history request; pages match requests one to one."""
-MAX_HOLES: Final = 1000
-"""Above this many holes a sweep walks history instead of fetching ids."""
-LIVE_QUEUE_LIMIT: Final = 50_000
-_IDS_PER_REQUEST: Final = 100
-_RECENT_BASIC_IDS: Final = 100_000
-
-_LOST_ACCESS = (
-    errors.ChannelPrivateError,
-    errors.ChatForbiddenError,
-    errors.ChannelBannedError,
-    errors.UserBannedInChannelError,
-    errors.UserKickedError,
-    errors.ChannelInvalidError,
-    errors.ChatIdInvalidError,
-    errors.ChatRestrictedError,
-    errors.PeerIdInvalidError,  # what a basic group answers once the account was removed from it
-)
-_ACCOUNT_GONE = (
-    errors.AuthKeyUnregisteredError,
-    errors.AuthKeyDuplicatedError,
-    errors.SessionRevokedError,
-    errors.UserDeactivatedError,
-    errors.UserDeactivatedBanError,
-)
-_LINK = re.compile(r"^(?:https?://)?(?:t|telegram)\.me/([A-Za-z][A-Za-z0-9_]{3,31})/?$")
+_TRANSIENT_BACKOFF: Final = (1.0, 60.0)
 
 
 @dataclass
-class SourceStats:
-    """Counters the metrics endpoint and tests read."""
+class SourceStats(LiveStats):
+    """The live counters plus the gateway's, as one object the metrics endpoint reads at scrape time."""
 
-    flood_waits: int = 0
-    flood_wait_seconds: float = 0.0
-    sweeps: int = 0
-    live_events: int = 0
-    live_dropped: int = 0
-    handler_errors: int = 0
-    reconnects: int = 0
+    gateway: GatewayStats | None = None
+
+    @property
+    def flood_waits(self) -> int:
+        """FloodWaits Telegram answered (the gateway counts them)."""
+        return sum(self.gateway.flood_waits.values()) if self.gateway else 0
+
+    @property
+    def flood_wait_seconds(self) -> float:
+        """Seconds of FloodWait Telegram asked for."""
+        return self.gateway.flood_wait_seconds if self.gateway else 0.0
 
 
 @dataclass
-class _Followed:
-    """Per-group live state: the queue live handlers fill and the flag that asks for a sweep."""
+class _Progress:
+    """What the status page says of one group."""
 
-    group: Group
-    entity: Any
-    queue: asyncio.Queue[MessageEvent] = field(default_factory=lambda: asyncio.Queue(LIVE_QUEUE_LIMIT))
-    sweep_now: asyncio.Event = field(default_factory=asyncio.Event)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set by the live handlers and by sweep requests: one event to wait on instead of two futures."""
-
-    def request_sweep(self) -> None:
-        """Ask the group's follow loop for a sweep now."""
-        self.sweep_now.set()
-        self.wake.set()
-
-    failed: str | None = None
+    phase: str = "resolving"
+    last_progress: float = field(default_factory=time.monotonic)
+    """Monotonic time of the last page the group yielded."""
 
 
 class TelegramSource(Service):
@@ -112,9 +99,15 @@ class TelegramSource(Service):
         window: Window | None = None,
         follow: bool = True,
         own_client: bool = False,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        gateway: RequestGateway | None = None,
+        timer: Clock = SYSTEM_CLOCK,
         clock: Callable[[], datetime] = utc_now,
         tracer: Tracer | None = None,
+        recheck_interval: float = 300.0,
+        join_channels: bool = False,
+        unjoined_sweep_interval: float = 10.0,
+        unreachable_after: float = 60.0,
+        stall_after: float = 900.0,
     ) -> None:
         self.client = client
         self.tracer = tracer or default_tracer()
@@ -122,232 +115,329 @@ class TelegramSource(Service):
         self.sweep_interval = sweep_interval
         self.window = window or Window()
         self.follow = follow
-        self.stats = SourceStats()
+        self.timer = timer
+        self.gateway = gateway or RequestGateway(clock=timer)
+        self.stats = SourceStats(gateway=self.gateway.stats)
         self.unresolved: dict[str, str] = {}
         """Group specs that could not be resolved at start, with the reason."""
+        self.unjoined: set[int] = set()
+        self.recheck_interval = recheck_interval
+        self.join_channels = join_channels
+        self.unjoined_sweep_interval = unjoined_sweep_interval
+        self.unreachable_after = unreachable_after
+        self.stall_after = stall_after
+        self.resolver = Resolver(client)
+        self.live = LiveDispatch(client, self.stats, clock)
         self._own_client = own_client
-        self._sleep = sleep
         self._clock = clock
-        self._followed: dict[int, _Followed] = {}
-        self._recent_basic: OrderedDict[int, int] = OrderedDict()
-        self._unhook: Callable[[], None] | None = None
-        self._dialogs_loaded = False
-        self._handlers: list[tuple[Callable[..., Awaitable[None]], Any]] = []
+        self._stored: Mapping[int, GroupCursor] = {}
+        self._progress: dict[int, _Progress] = {}
+        self._fatal: FatalError | None = None
+        self._stopping = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._transport = (True, time.monotonic())
 
     def __repr__(self) -> str:
         return f"TelegramSource(groups={self.specs!r})"
 
     @property
     def connected(self) -> bool:
-        """Whether the client is connected to Telegram (for readiness)."""
-        return bool(self.client.is_connected())
+        """Whether the connection to Telegram is up right now (not merely wanted)."""
+        return transport_connected(self.client)
 
     @classmethod
     def from_settings(cls, settings: TelegramSettings, **kwargs: Any) -> TelegramSource:
-        """A source with its own client, logged in with the configured session (string or file)."""
+        """A source with its own client and gateway, logged in with the configured session."""
         if not settings.groups:
             raise ConfigError(
                 "telegram.groups is empty: expected at least one group (marked id, @username or t.me link); "
                 "`emitter groups` lists the account's groups"
             )
-        # A monitor outlives any outage: Telethon's default of 5 reconnect attempts (about 35 s) would leave
-        # requests queued on a dead sender for good, so it retries for ever (readiness shows the outage).
-        client = make_client(settings, connection_retries=-1)
-        return cls(client, settings.groups, sweep_interval=settings.sweep_interval, own_client=True, **kwargs)
+        client = make_client(settings)
+        timer = kwargs.pop("timer", SYSTEM_CLOCK)
+        gateway = kwargs.pop("gateway", None) or gateway_from_settings(settings, timer)
+        return cls(
+            client,
+            settings.groups,
+            sweep_interval=settings.sweep_interval,
+            own_client=True,
+            gateway=gateway,
+            timer=timer,
+            recheck_interval=settings.recheck_interval,
+            join_channels=settings.join_channels,
+            unjoined_sweep_interval=settings.unjoined_sweep_interval,
+            unreachable_after=settings.unreachable_after,
+            stall_after=settings.stall_after,
+            **kwargs,
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect (if needed), check the login, and register the live handlers."""
+        """Connect (if needed), route requests through the gateway, check the login, register handlers."""
+        self._stopping = False
+        self.gateway.attach(self.client)
         if not self.client.is_connected():
             await self.client.connect()
         restrict_session_file(self.client)
-        try:
-            authorized = await self.client.is_user_authorized()
-        except _ACCOUNT_GONE as e:
-            raise FatalError(
-                f"the Telegram session is no longer valid ({type(e).__name__}): run `emitter login`"
-            ) from e
-        if not authorized:
+        # A dead session surfaces here as the gateway's AccountGoneError ("run `emitter login`").
+        if not await self.client.is_user_authorized():
             raise FatalError("the Telegram session is not logged in: run `emitter login` once to create one")
-        self._handlers = [
-            (self._on_new, events.NewMessage()),
-            (self._on_edit, events.MessageEdited()),
-            (self._on_delete, events.MessageDeleted()),
-            (self._on_raw, events.Raw()),
-        ]
-        for callback, event in self._handlers:
-            self.client.add_event_handler(callback, event)
-        self._hook_reconnects()
+        self.live.start()
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch(), name="telegram watcher")
 
     async def stop(self) -> None:
         """Remove handlers; disconnect the client if this source created it (idempotent)."""
-        for callback, event in self._handlers:
-            self.client.remove_event_handler(callback, event)
-        self._handlers = []
-        if self._unhook is not None:
-            self._unhook()
-            self._unhook = None
+        self._stopping = True
+        self.live.stop()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         if self._own_client and self.client.is_connected():
             await self.client.disconnect()
+        self.gateway.detach()
+
+    def remember(self, committed: Mapping[int, GroupCursor]) -> None:
+        """The committed cursors: their stored peers spare resolving groups again."""
+        self._stored = dict(committed)
+
+    async def _watch(self) -> None:
+        """Notice a session Telegram ended and the transport's real state (sampled once a second)."""
+        while True:
+            disconnected = self.client.disconnected
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(disconnected)
+            if disconnected.done() and not self._stopping:
+                self._disconnected_for_good(disconnected)
+                return
+            up = transport_connected(self.client)
+            if up != self._transport[0]:
+                self._transport = (up, time.monotonic())
+                log.info("Telegram connection %s", "up" if up else "down")
+
+    def _disconnected_for_good(self, future: asyncio.Future[Any]) -> None:
+        error = None if future.cancelled() else future.exception()
+        error = error or getattr(self.client, "_updates_error", None)
+        self.gateway.note_disconnected(error)
+        if self.gateway.gone is not None:
+            self._fatal = self.gateway.gone
+        else:
+            reason = f"{type(error).__name__}: {error}" if error else "no reason given"
+            self._fatal = FatalError(f"the Telegram client disconnected for good ({reason})")
+        log.critical("%s", self._fatal)
+        self._transport = (False, time.monotonic())
+        for state in self.live:
+            state.wake.set()
+
+    def _check_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+        if self.gateway.gone is not None:
+            raise self.gateway.gone
 
     # --- groups ---------------------------------------------------------------------------------------------
 
     async def groups(self) -> Sequence[Group]:
         """Resolve every configured group; unresolvable ones are logged and reported in `unresolved`."""
+        with requests_for(None, Priority.LIVE):
+            resolved, self.unresolved = await self.resolver.resolve(self.specs, self._stored)
+        for spec, reason in self.unresolved.items():
+            log.error("cannot resolve group %s: %s", spec, reason)
         out: list[Group] = []
-        for spec in self.specs:
-            try:
-                entity = await self._resolve(spec)
-            except (ValueError, errors.RPCError) as e:
-                reason = f"{type(e).__name__}: {e}"
-                self.unresolved[str(spec)] = reason
-                log.error("cannot resolve group %s: %s", spec, reason)  # noqa: TRY400 - a user mistake, no traceback
-                continue
-            group = group_from_entity(entity)
-            self._followed[group.id] = _Followed(group, entity)
-            out.append(group)
+        for r in resolved:
+            state = Followed(r.group, r.entity, r.peer)
+            if getattr(r.entity, "left", False):
+                await self._unjoined(state)
+            self.live.add(state)
+            self._progress[r.group.id] = _Progress()
+            out.append(r.group)
         if not out:
             raise FatalError(f"none of the configured groups could be resolved: {self.unresolved}")
         return out
 
-    async def _resolve(self, spec: str | int) -> Any:
-        text = str(spec).strip()
-        link = _LINK.match(text)
-        if link:
-            text = "@" + link.group(1)
-        if re.fullmatch(r"-?\d+", text):
-            return await self._entity_by_id(int(text))
-        if not text.startswith("@"):
-            text = "@" + text
-        return await self.client.get_entity(text)
-
-    async def _entity_by_id(self, marked_id: int) -> Any:
-        """An entity by marked id; a fresh StringSession has no cache, so the dialogs fill it once."""
-        try:
-            return await self.client.get_entity(marked_id)
-        except ValueError:
-            if self._dialogs_loaded:
-                raise
-        self._dialogs_loaded = True
-        await self.client.get_dialogs(limit=None)
-        return await self.client.get_entity(marked_id)
+    async def _unjoined(self, state: Followed) -> None:
+        """A public channel the account is not in: join it if allowed, else say what it costs."""
+        if self.join_channels:
+            with requests_for(state.group.id, Priority.LIVE):
+                await self.client(JoinChannelRequest(state.entity))
+            log.info("joined channel %d (%s) to receive its updates", state.group.id, state.group.title or "")
+            return
+        state.unjoined = True
+        self.unjoined.add(state.group.id)
+        log.warning(
+            "the account has not joined channel %d (%s): Telegram pushes no updates for it, so it is swept every "
+            "%.0f s instead (set telegram.join_channels = true to join it)",
+            state.group.id,
+            state.group.title or "",
+            self.unjoined_sweep_interval,
+        )
 
     # --- pages ----------------------------------------------------------------------------------------------
 
     async def pages(self, group: Group, cursor: CursorView) -> AsyncIterator[Page]:
         """Backfill `group` from its cursor, then (unless one-shot) follow it for ever."""
-        state = self._followed[group.id]
-        try:
-            moved_to = cursor(group.id).moved_to
+        state = self.live.followed[group.id]
+        delay = _TRANSIENT_BACKOFF[0]
+        while True:
+            try:
+                async for page in self._run(state, cursor):
+                    state = self.live.followed.get(page.moved_to.id, state) if page.moved_to else state
+                    delay = _TRANSIENT_BACKOFF[0]
+                    yield page
+            except LOST_ACCESS as e:
+                reason = f"{type(e).__name__}: {e}"
+                state.failed = reason
+                self._phase(state.group, "failed")
+                yield Page(state.group, [], failed=reason)
+                await self._pause(state, self.recheck_interval)
+            except FatalError:
+                raise
+            except (errors.RPCError, ConnectionError, OSError, ValueError, TimeoutError) as e:
+                self._check_fatal()
+                self.stats.transient_errors += 1
+                log.warning(
+                    "group %d: %s: %s; resuming from the cursor in %.0f s",
+                    state.group.id,
+                    type(e).__name__,
+                    e,
+                    delay,
+                    extra={"group_id": state.group.id},
+                )
+                await self._pause(state, delay)
+                delay = min(delay * 2, _TRANSIENT_BACKOFF[1])
+            else:
+                return
+
+    async def _pause(self, state: Followed, seconds: float) -> None:
+        """Wait `seconds`, or less if the session dies meanwhile."""
+        state.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.timer.to_real(seconds)):
+                while self._fatal is None:
+                    await state.wake.wait()
+                    state.wake.clear()
+        self._check_fatal()
+        state.failed = None
+
+    async def _run(self, state: Followed, cursor: CursorView) -> AsyncIterator[Page]:
+        self._check_fatal()
+        with requests_for(state.group.id, Priority.BACKFILL):
+            moved_to = cursor(state.group.id).moved_to
             if moved_to is not None:
                 state = await self._switch_to(state, moved_to)
             window: Window | None = self.window
-            while True:
-                moved: Group | None = None
-                async for page in self._walk(state, cursor, Source.BACKFILL, window):
-                    yield page
-                    moved = page.moved_to
-                if moved is None:
-                    break
-                # The supergroup's own history starts again at id 1: walk all of it.
-                state, window = await self._switch_to(state, moved.id), None
-            if not self.follow:
-                return
+            self._phase(state.group, "queued for backfill")
+            async with self.gateway.backfill_slot():
+                self._phase(state.group, "backfilling")
+                while True:
+                    moved: Group | None = None
+                    async for page in self._walk(state, cursor, Source.BACKFILL, window):
+                        yield page
+                        moved = page.moved_to
+                    if moved is None:
+                        break
+                    # The supergroup's own history starts again at id 1: walk all of it.
+                    state, window = await self._switch_to(state, moved.id), None
+        if not self.follow:
+            self._phase(state.group, "done")
+            return
+        with requests_for(state.group.id, Priority.SWEEP):
             async for page in self._follow(state, cursor):
                 yield page
-        except _LOST_ACCESS as e:
-            state.failed = f"{type(e).__name__}: {e}"
-            raise SourceError(state.group.id, state.failed) from e
-        except _ACCOUNT_GONE as e:
-            raise FatalError(f"Telegram ended the session ({type(e).__name__}): log in again") from e
 
-    async def _switch_to(self, state: _Followed, new_id: int) -> _Followed:
+    def _phase(self, group: Group, phase: str) -> None:
+        progress = self._progress.setdefault(group.id, _Progress())
+        if progress.phase != phase:
+            progress.phase = phase
+            progress.last_progress = time.monotonic()
+
+    def note_progress(self, group: Group) -> None:
+        """The group yielded a page (for the stall check of readiness)."""
+        self._progress.setdefault(group.id, _Progress()).last_progress = time.monotonic()
+
+    async def _switch_to(self, state: Followed, new_id: int) -> Followed:
         """Follow the supergroup a basic group migrated to, from here on."""
         entity = await self._entity_by_id(new_id)
-        new = _Followed(group_from_entity(entity), entity)
+        new = Followed(group_from_entity(entity), entity, peer_ref(entity))
         new.request_sweep()  # what arrived before we listened is in its history
-        self._followed[new.group.id] = new
+        self.live.add(new)
+        self._progress.setdefault(new.group.id, _Progress())
         log.info("group %d migrated to %d: following the supergroup", state.group.id, new.group.id)
         return new
 
-    async def _walk(
-        self, state: _Followed, cursor: CursorView, source: Source, window: Window | None = None
-    ) -> AsyncIterator[Page]:
-        """Walk history ascending from the cursor in pages of 100, resuming after flood waits.
+    async def _entity_by_id(self, marked: int) -> Any:
+        resolved, unresolved = await self.resolver.resolve([marked], self._stored)
+        if not resolved:
+            raise ValueError(unresolved.get(str(marked), f"cannot resolve {marked}"))
+        return resolved[0].entity
 
-        Each page's `walked_to` is its last id. A FloodWait raised between requests leaves every message
-        already received in the buffer: it is yielded first, and the walk resumes after it, so no page is
-        fetched twice.
-        """
+    async def _walk(
+        self, state: Followed, cursor: CursorView, source: Source, window: Window | None = None
+    ) -> AsyncIterator[Page]:
+        """Walk history ascending from the cursor in pages of 100; each page's `walked_to` is its last id."""
         window = window or Window()
         start = max(cursor(state.group.id).cursor, window.after_id or 0, 0)
         offset_date = window.start_date if cursor(state.group.id).cursor <= 0 else None
         remaining = window.limit
-        page = _PageBuilder(self, state.group, source)
-        while True:
-            history = self.client.iter_messages(
-                state.entity, min_id=start, reverse=True, wait_time=0, offset_date=offset_date
-            )
-            try:
-                async for message in history:
-                    if window.end_date is not None and message.date > window.end_date:
-                        break
-                    page.add(map_message(message, state.group, source=source, ingest_time=self._clock()), message.id)
-                    page.total = history.total
-                    moved = _migrated_to(message)
-                    if moved is not None:
-                        yield page.take(moved_to=await self._group_of(moved))
-                        return
-                    if remaining is not None:
-                        remaining -= 1
-                        if remaining <= 0:
-                            break
-                    if len(page) >= PAGE_SIZE:
-                        yield page.take()
+        page = _PageBuilder(self, state, source)
+        # Pacing is the gateway's: Telethon's own wait between pages would only add to it.
+        history = self.client.iter_messages(
+            state.entity, min_id=start, reverse=True, wait_time=0, offset_date=offset_date
+        )
+        async for message in history:
+            self._check_fatal()
+            if window.end_date is not None and message.date > window.end_date:
                 break
-            except errors.FloodWaitError as e:
-                if len(page):
-                    yield page.take()
-                if page.last is not None:
-                    start, offset_date = page.last, None
-                page.flood_seconds += e.seconds
-                await self._flood_wait(state.group, e.seconds)
+            page.add(map_message(message, state.group, source=source, ingest_time=self._clock()), message.id)
+            page.total = history.total
+            moved = _migrated_to(message)
+            if moved is not None:
+                yield page.take(moved_to=await self._group_of(moved))
+                return
+            if remaining is not None:
+                remaining -= 1
+                if remaining <= 0:
+                    break
+            if len(page) >= PAGE_SIZE:
+                yield page.take()
         if len(page):
             yield page.take()
 
-    async def _group_of(self, marked_id: int) -> Group:
-        return group_from_entity(await self._entity_by_id(marked_id))
+    async def _group_of(self, marked: int) -> Group:
+        return group_from_entity(await self._entity_by_id(marked))
 
-    async def _flood_wait(self, group: Group, seconds: float) -> None:
-        self.stats.flood_waits += 1
-        self.stats.flood_wait_seconds += seconds
-        log.warning(
-            "flood wait of %d s in group %d: resuming from the cursor afterwards",
-            seconds,
-            group.id,
-            extra={"group_id": group.id},
-        )
-        await self._sleep(seconds)
-        for other in self._followed.values():
-            other.request_sweep()
-
-    async def _follow(self, state: _Followed, cursor: CursorView) -> AsyncIterator[Page]:
+    async def _follow(self, state: Followed, cursor: CursorView) -> AsyncIterator[Page]:
+        self._phase(state.group, "following")
         loop = asyncio.get_running_loop()
-        next_sweep = loop.time() + self.sweep_interval
+        # The first sweep of each group falls somewhere in its interval, not on one tick for every group.
+        next_sweep = loop.time() + self._interval(state) * self.gateway.jitter(0.5, spread=1.0)
         while True:
+            self._check_fatal()
             live = await self._next_live(state, max(0.0, next_sweep - loop.time()))
+            self._check_fatal()
             if live:
-                yield Page(state.group, live)
+                self.note_progress(state.group)
+                yield Page(state.group, live, peer=state.peer)
             if state.sweep_now.is_set() or loop.time() >= next_sweep:
                 state.sweep_now.clear()
+                self._phase(state.group, "sweeping")
                 async for page in self._sweep(state, cursor):
                     yield page
                     if page.moved_to is not None:
                         state = await self._switch_to(state, page.moved_to.id)
-                next_sweep = loop.time() + self.sweep_interval
+                self._phase(state.group, "following")
+                next_sweep = loop.time() + self.gateway.jitter(self._interval(state))
 
-    async def _next_live(self, state: _Followed, max_wait: float) -> list[MessageEvent]:
+    def _interval(self, state: Followed) -> float:
+        """Real seconds between sweeps of this group (its own Telegram-time interval on the timer)."""
+        interval = self.unjoined_sweep_interval if state.unjoined else self.sweep_interval
+        return self.timer.to_real(interval)
+
+    async def _next_live(self, state: Followed, max_wait: float) -> list[MessageEvent]:
         """Live events queued for the group, waiting up to `max_wait` s for the first (or a sweep request)."""
         if state.queue.empty() and not state.sweep_now.is_set():
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives
@@ -361,143 +451,117 @@ class TelegramSource(Service):
             events.append(state.queue.get_nowait())
         return events
 
-    async def _sweep(self, state: _Followed, cursor: CursorView) -> AsyncIterator[Page]:
+    async def _sweep(self, state: Followed, cursor: CursorView) -> AsyncIterator[Page]:
         """Publish what live handlers missed: holes by id (channels), then the tail of history."""
         self.stats.sweeps += 1
         current = cursor(state.group.id)
-        if state.group.type in (GroupType.CHANNEL, GroupType.SUPERGROUP) and current.above:
-            holes = current.holes(MAX_HOLES + 1)
-            if len(holes) <= MAX_HOLES:
-                found = await self._fetch_ids(state, holes)
-                yield Page(state.group, found, walked_to=current.highest)
+        if state.group.type in (GroupType.CHANNEL, GroupType.SUPERGROUP):
+            holes = holes_to_fetch(current)
+            if holes:
+                found, returned, empty = await self._fetch_ids(state, holes)
+                self.note_progress(state.group)
+                yield Page(state.group, found, walked_to=proven_to(current, returned, empty), peer=state.peer)
         async for page in self._walk(state, cursor, Source.SWEEP):
             yield page
 
-    async def _fetch_ids(self, state: _Followed, ids: list[int]) -> list[MessageEvent]:
-        """Messages by id, matched by id (Telegram may omit ids; deleted ones come back empty)."""
+    async def _fetch_ids(self, state: Followed, ids: list[int]) -> tuple[list[MessageEvent], set[int], set[int]]:
+        """Messages by id: the events, the ids returned, and the ids proven deleted (`MessageEmpty`).
+
+        Telegram may leave ids that exist out of the answer, and Telethon's `get_messages(ids=…)` turns
+        `MessageEmpty` into None, losing which id it was; so the request is made here and matched by id.
+        """
         found: list[MessageEvent] = []
-        for i in range(0, len(ids), _IDS_PER_REQUEST):
-            chunk = ids[i : i + _IDS_PER_REQUEST]
-            while True:
-                try:
-                    messages = await self.client.get_messages(state.entity, ids=chunk)
-                    break
-                except errors.FloodWaitError as e:
-                    await self._flood_wait(state.group, e.seconds)
+        returned: set[int] = set()
+        empty: set[int] = set()
+        channel = tl_utils.get_input_channel(state.entity)
+        for chunk in chunks(ids):
             wanted = set(chunk)
-            for message in messages or ():
-                if message is None or isinstance(message, types.MessageEmpty) or message.id not in wanted:
+            answer = await self.client(GetChannelMessagesRequest(channel, [types.InputMessageID(i) for i in chunk]))
+            entities = {tl_utils.get_peer_id(x): x for x in itertools.chain(answer.users, answer.chats)}
+            for message in answer.messages:
+                if message.id not in wanted:
                     continue
+                if isinstance(message, types.MessageEmpty):
+                    empty.add(message.id)
+                    continue
+                message._finish_init(self.client, entities, state.entity)
+                returned.add(message.id)
                 found.append(map_message(message, state.group, source=Source.SWEEP, ingest_time=self._clock()))
         found.sort(key=lambda e: e.message_id)
-        return found
+        return found, returned, empty
 
-    # --- live handlers --------------------------------------------------------------------------------------
+    # --- status ---------------------------------------------------------------------------------------------
 
-    def _enqueue(self, state: _Followed, event: MessageEvent) -> None:
-        try:
-            state.queue.put_nowait(event)
-            state.wake.set()
-            self.stats.live_events += 1
-        except asyncio.QueueFull:
-            # Lossless all the same for NEW events: the sweep reads them from history.
-            self.stats.live_dropped += 1
-            state.request_sweep()
+    def status(self) -> dict[str, Any]:
+        """What /readyz shows of Telegram: the transport, every group's state, running flood waits."""
+        up, since = self._transport
+        wall = time.time() - time.monotonic()
+        groups: dict[str, Any] = {}
+        for state in self.live:
+            groups[str(state.group.id)] = self._group_status(state)
+        for spec, reason in self.unresolved.items():
+            groups[spec] = {"state": "unresolved", "reason": reason}
+        return {
+            "connected": up,
+            "since": _iso(wall + since),
+            "groups": groups,
+            "unjoined": sorted(self.unjoined),
+            "flood_waits": [
+                {"kind": h.kind.value, "method": h.method, "seconds": h.seconds} for h in self.gateway.holds()
+            ],
+        }
 
-    async def _on_new(self, event: Any) -> None:
-        state = self._followed.get(event.chat_id)
-        if state is None:
-            return
-        try:
-            if state.group.type is GroupType.GROUP:
-                self._remember_basic(event.message.id, state.group.id)
-            self._enqueue(state, map_message(event.message, state.group, source=Source.LIVE, ingest_time=self._clock()))
-        except Exception:
-            self._handler_failed(state)
+    def _group_status(self, state: Followed) -> dict[str, Any]:
+        gid = state.group.id
+        progress = self._progress.get(gid, _Progress())
+        out: dict[str, Any] = {"state": progress.phase, "title": state.group.title}
+        if state.failed:
+            out.update(state="failed", reason=state.failed)
+        hold = self.gateway.group_wait(gid)
+        if hold is not None:
+            left = hold.until - self.gateway.clock.monotonic()
+            out.update(state="waiting", reason=f"flood wait on {hold.method}", seconds_left=round(left, 1))
+        retrying = self.gateway.group_retrying(gid)
+        if retrying is not None:
+            out.update(state="retrying", reason=retrying)
+        if state.unjoined:
+            out["unjoined"] = True
+        return out
 
-    async def _on_edit(self, event: Any) -> None:
-        state = self._followed.get(event.chat_id)
-        if state is None:
-            return
-        try:
-            mapped = map_message(
-                event.message, state.group, source=Source.LIVE, ingest_time=self._clock(), event_type=EventType.EDIT
-            )
-            self._enqueue(state, mapped)
-        except Exception:
-            self._handler_failed(state)
+    def problems(self) -> list[str]:
+        """Why Telegram makes the emitter not ready (empty when all is well)."""
+        now = time.monotonic()
+        out: list[str] = []
+        up, since = self._transport
+        if self._fatal is not None:
+            out.append(str(self._fatal))
+        elif not up and now - since > self.unreachable_after:
+            out.append(f"Telegram unreachable for {now - since:.0f} s")
+        for gid, progress in self._progress.items():
+            behind = progress.phase in ("backfilling", "sweeping", "resolving")
+            if behind and now - progress.last_progress > self.stall_after:
+                out.append(f"group {gid} made no progress for {now - progress.last_progress:.0f} s")
+        return out
 
-    async def _on_delete(self, event: Any) -> None:
-        chat_id = event.chat_id
-        for msg_id in event.deleted_ids:
-            # Deletions in basic groups carry no chat id: their ids are account-wide, so a recent id finds it.
-            gid = chat_id if chat_id is not None else self._recent_basic.get(msg_id)
-            state = self._followed.get(gid) if gid is not None else None
-            if state is not None:
-                self._enqueue(state, map_deleted(state.group, msg_id, source=Source.LIVE, ingest_time=self._clock()))
 
-    async def _on_raw(self, update: Any) -> None:
-        # A changed channel (access lost, say) shows on its next request: sweep it now.
-        if isinstance(update, types.UpdateChannel):
-            state = self._followed.get(marked_id(update.channel_id, PeerKind.CHANNEL))
-            if state is not None:
-                state.request_sweep()
-            return
-        # Service messages (a migration among them) never reach NewMessage: a sweep picks them up.
-        message = getattr(update, "message", None)
-        if isinstance(message, types.MessageService):
-            from telethon.utils import get_peer_id  # noqa: PLC0415 - only on this rare path
-
-            state = self._followed.get(get_peer_id(message.peer_id))
-            if state is not None:
-                state.request_sweep()
-
-    def _handler_failed(self, state: _Followed) -> None:
-        self.stats.handler_errors += 1
-        log.exception("live handler failed in group %d: a sweep will fill the gap", state.group.id)
-        state.request_sweep()
-
-    def _remember_basic(self, msg_id: int, group_id: int) -> None:
-        self._recent_basic[msg_id] = group_id
-        if len(self._recent_basic) > _RECENT_BASIC_IDS:
-            self._recent_basic.popitem(last=False)
-
-    def _hook_reconnects(self) -> None:
-        """Sweep every group after Telethon reconnects: it does not catch up on what it missed.
-
-        Telethon has no public reconnect event; its sender calls the client's `auto_reconnect_callback`
-        after every successful reconnect, so we chain ours in front of it (Telethon is pinned).
-        """
-        sender = getattr(self.client, "_sender", None)
-        previous = getattr(sender, "_auto_reconnect_callback", None)
-        if sender is None or previous is None:
-            log.warning("this Telethon version offers no reconnect hook: relying on timed sweeps")
-            return
-
-        async def on_reconnect() -> None:
-            self.stats.reconnects += 1
-            log.info("reconnected to Telegram: sweeping every group")
-            for state in self._followed.values():
-                state.request_sweep()
-            await previous()
-
-        sender._auto_reconnect_callback = on_reconnect
-
-        def unhook() -> None:
-            sender._auto_reconnect_callback = previous
-
-        self._unhook = unhook
+def gateway_from_settings(settings: TelegramSettings, timer: Clock = SYSTEM_CLOCK) -> RequestGateway:
+    """The account's gateway with the configured paces."""
+    return RequestGateway(
+        parse_paces(settings.pacing),
+        account=Pace(settings.max_requests_per_second, settings.max_request_burst),
+        backfill_concurrency=settings.backfill_concurrency,
+        clock=timer,
+    )
 
 
 class _PageBuilder:
     """Collects one page of a walk and, when it is taken, records its span (a CLIENT span per page)."""
 
-    def __init__(self, source: TelegramSource, group: Group, kind: Source) -> None:
-        self.source, self.group, self.kind = source, group, kind
+    def __init__(self, source: TelegramSource, state: Followed, kind: Source) -> None:
+        self.source, self.state, self.kind = source, state, kind
         self.events: list[MessageEvent] = []
         self.last: int | None = None
         self.total: int | None = None
-        self.flood_seconds = 0.0
         self.started = time.time_ns()
 
     def __len__(self) -> int:
@@ -511,52 +575,32 @@ class _PageBuilder:
 
     def take(self, moved_to: Group | None = None) -> Page:
         events, self.events = self.events, []
+        group = self.state.group
         span = self.source.tracer.start_span(
             "telegram history page",
             kind=SpanKind.CLIENT,
             start_time=self.started,
             attributes={
-                "telegram.group.id": self.group.id,
+                "telegram.group.id": group.id,
                 "telegram.page.size": len(events),
                 "telegram.page.first_id": events[0].message_id if events else 0,
                 "telegram.page.last_id": self.last or 0,
-                "telegram.flood_wait.seconds": self.flood_seconds,
                 "emitter.source": self.kind.value,
+                "emitter.priority": priority.get().name.lower(),
             },
         )
         span.end()
-        self.flood_seconds = 0.0
+        self.source.note_progress(group)
         context = span.get_span_context()
         return Page(
-            self.group,
+            group,
             events,
             walked_to=self.last,
             moved_to=moved_to,
             total=self.total,
             span_context=context if context.is_valid else None,
+            peer=self.state.peer,
         )
-
-
-def make_client(settings: TelegramSettings, *, connection_retries: int = 5) -> TelegramClient:
-    """A Telethon client for the configured account: a StringSession if given, else the session file."""
-    if settings.api_id is None or settings.api_hash is None:
-        raise ConfigError(
-            "telegram.api_id and telegram.api_hash are required: expected the values from my.telegram.org"
-        )
-    session: StringSession | str
-    if settings.session is not None:
-        session = StringSession(settings.session.get_secret_value())
-    else:
-        session = str(settings.session_file or Path("emitter.session"))
-    return TelegramClient(
-        session,
-        settings.api_id,
-        settings.api_hash.get_secret_value(),
-        flood_sleep_threshold=settings.flood_sleep_threshold,
-        receive_updates=True,
-        connection_retries=connection_retries,
-        retry_delay=2,
-    )
 
 
 def _migrated_to(message: Any) -> int | None:
@@ -567,8 +611,5 @@ def _migrated_to(message: Any) -> int | None:
     return None
 
 
-def restrict_session_file(client: TelegramClient) -> None:
-    """Session files hold the account's auth key: readable by the owner only."""
-    filename = getattr(client.session, "filename", None)
-    if isinstance(filename, str) and os.path.exists(filename):
-        os.chmod(filename, 0o600)
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")

@@ -34,7 +34,10 @@ class Tracker:
 
     def accept(self, page: Page) -> tuple[list[MessageEvent], GroupCursor]:
         """The page's events minus duplicates, and the group's cursor once they are published."""
-        cur = self.cursor(page.group.id)
+        cur = self.cursor(page.group.id).with_peer(page.peer)
+        if page.failed is not None:
+            self._cursors[cur.group_id] = cur = cur.with_failure(page.failed)
+            return [], cur
         if cur.failed is not None:  # a group that yields pages again has recovered (access restored)
             cur = cur.with_failure(None)
         fresh: list[MessageEvent] = []

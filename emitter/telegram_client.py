@@ -1,0 +1,59 @@
+"""Building the account's Telethon client as production runs it, and the few facts read off it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from telethon import TelegramClient
+from telethon.sessions import StringSession
+
+from emitter.errors import ConfigError
+from emitter.settings import TelegramSettings
+
+
+def client_options() -> dict[str, Any]:
+    """The TelegramClient options production uses (tests build their clients with the same).
+
+    A monitor outlives any outage: Telethon's default of 5 reconnect attempts (about 35 s) would leave
+    requests queued on a dead sender for good, so it reconnects for ever (readiness shows the outage).
+    FloodWaits are the request gateway's: it sets Telethon's own `flood_sleep_threshold` to 0 when it
+    attaches, so that a wait holds one kind of request instead of sleeping in every task at once.
+    """
+    return {"receive_updates": True, "connection_retries": -1, "retry_delay": 2}
+
+
+def make_client(settings: TelegramSettings, **overrides: Any) -> TelegramClient:
+    """A Telethon client for the configured account: a StringSession if given, else the session file."""
+    if settings.api_id is None or settings.api_hash is None:
+        raise ConfigError(
+            "telegram.api_id and telegram.api_hash are required: expected the values from my.telegram.org"
+        )
+    session: StringSession | str
+    if settings.session is not None:
+        session = StringSession(settings.session.get_secret_value())
+    else:
+        session = str(settings.session_file or Path("emitter.session"))
+    options = {**client_options(), **overrides}
+    return TelegramClient(session, settings.api_id, settings.api_hash.get_secret_value(), **options)
+
+
+def restrict_session_file(client: TelegramClient) -> None:
+    """Session files hold the account's auth key: readable by the owner only."""
+    filename = getattr(client.session, "filename", None)
+    if isinstance(filename, str) and os.path.exists(filename):
+        os.chmod(filename, 0o600)
+
+
+def transport_connected(client: TelegramClient) -> bool:
+    """Whether the connection to Telegram is up right now.
+
+    `client.is_connected()` reads Telethon's `_user_connected`, which stays true while it reconnects for
+    ever; the sender's `_transport_connected()` tells the truth (Telethon is pinned).
+    """
+    sender = getattr(client, "_sender", None)
+    probe = getattr(sender, "_transport_connected", None)
+    if callable(probe):
+        return bool(client.is_connected()) and bool(probe())
+    return bool(client.is_connected())
