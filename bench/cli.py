@@ -31,6 +31,7 @@ SCENARIOS: Final = {
     "memory": "bench.memory",
     "cold-start": "bench.cold_start",
     "telegram": "bench.telegram_efficiency",
+    "politeness": "bench.politeness",
     "profile": "bench.hot_path",
 }
 """Scenario name (for --only) → module with `NAME` and `scenario(ctx) -> list[Row]`, in the table's order."""

@@ -25,6 +25,8 @@ from emitter.app import create_monitor
 from emitter.kafka_sink import KafkaSink
 from emitter.protocols import Batch
 from emitter.settings import Settings, load_settings
+from emitter.telegram_client import client_options
+from emitter.telegram_gateway import RequestGateway
 from emitter.telegram_source import TelegramSource
 from tests.faketelegram import FakeTelegram
 
@@ -289,8 +291,12 @@ async def telegram_backfill(
     The monitor is built by `emitter.app.create_monitor` so batch size, timeout and in-flight bound are the
     production defaults; only the source is pointed at the fake world.
     """
-    client = fake.client(flood_sleep_threshold=0)
-    source = TelegramSource(client, list(groups), follow=False, own_client=True, tracer=tracer)
+    client = fake.client(**client_options())
+    # Throughput of the emitter's own code, not of Telegram's limits: the gateway sends without pacing here
+    # (the politeness scenario measures pacing against the fake's limits).
+    source = TelegramSource(
+        client, list(groups), follow=False, own_client=True, tracer=tracer, gateway=RequestGateway(paced=False)
+    )
     sink = KafkaSink(settings.kafka, settings.emitter.instance, tracer=tracer)
     monitor = create_monitor(settings, source, sink)
     sizes: list[int] = []

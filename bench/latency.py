@@ -20,6 +20,8 @@ from bench.common import Context, log, median, run
 from bench.probe import FETCH_MAX_WAIT_MS, stamp_text
 from bench.report import Row, fmt, verdict
 from emitter.app import create_monitor
+from emitter.telegram_client import client_options
+from emitter.telegram_gateway import RequestGateway
 from emitter.telegram_source import TelegramSource
 from tests.faketelegram import FakeTelegram, wait_until
 
@@ -97,7 +99,9 @@ async def _window(ctx: Context, rate: int, seconds: float) -> _Window:
     fake.post_many(channel, 10)
     history = len(fake.message_ids(channel))
     settings = ctx.fresh_settings(batch_timeout_ms=BATCH_TIMEOUT_MS)
-    source = TelegramSource(fake.client(flood_sleep_threshold=0), ["@live"], own_client=True)
+    source = TelegramSource(
+        fake.client(**client_options()), ["@live"], own_client=True, gateway=RequestGateway(paced=False)
+    )
     monitor = create_monitor(settings, source)
     task = asyncio.create_task(monitor.run())
     posted = round(rate * seconds)

@@ -24,6 +24,8 @@ from bench.report import Row, fmt, verdict
 from emitter.app import create_monitor
 from emitter.demo_source import DemoSource
 from emitter.protocols import Batch
+from emitter.telegram_client import client_options
+from emitter.telegram_gateway import RequestGateway
 from emitter.telegram_source import TelegramSource
 
 NAME = "3 memory"
@@ -159,7 +161,13 @@ def child(kind: str, messages: int, bootstrap: str) -> dict[str, Any]:
                 marks[q] = rss_bytes() / MIB
 
     if fake is not None:
-        source: Any = TelegramSource(fake.client(flood_sleep_threshold=0), groups, follow=False, own_client=True)
+        source: Any = TelegramSource(
+            fake.client(**client_options()),
+            groups,
+            follow=False,
+            own_client=True,
+            gateway=RequestGateway(paced=False),
+        )
     else:
         source = DemoSource(1, history=messages, rate=1.0, limit=messages)
     monitor = create_monitor(settings, source)

@@ -357,7 +357,8 @@ class RequestGateway:
         account: the bucket all kinds share.
         backfill_concurrency: at most this many groups walk their backfill at once.
         clock: monotonic time and sleep (a `ScaledClock` in tests).
-        paced: False sends requests as soon as asked (flood waits are still held): for comparisons only.
+        paced: False sends requests as soon as asked and sleeps each FloodWait in the task that got it, as
+            Telethon does on its own: for measuring the difference only.
     """
 
     def __init__(
@@ -459,7 +460,15 @@ class RequestGateway:
         """Handle a failed request: return to retry it, raise to give it to the caller."""
         verdict = classify(error)
         if verdict is ErrorClass.FLOOD:
-            self._flooded(kind, method, float(getattr(error, "seconds", 0) or 1))
+            seconds = float(getattr(error, "seconds", 0) or 1)
+            if not self.paced:
+                # What Telethon does on its own: this task sleeps its wait and tries again, and so does every
+                # other task that hit the same wait (the herd; kept only to measure it against).
+                self.stats.flood_waits[method] += 1
+                self.stats.flood_wait_seconds += seconds
+                await self.clock.sleep(seconds)
+                return
+            self._flooded(kind, method, seconds)
             return
         if verdict is ErrorClass.ACCOUNT_GONE:
             raise self._gone(error) from error
@@ -552,9 +561,9 @@ class RequestGateway:
             lane.changed.set()
 
     def _wait_time(self, lane: _Lane) -> float:
-        now = self.clock.monotonic()
         if not self.paced:
-            return max(0.0, lane.bucket.held_until - now)
+            return 0.0
+        now = self.clock.monotonic()
         return max(lane.bucket.wait_time(now), self._account.wait_time(now))
 
     # --- what the status page and metrics read ------------------------------------------------------------

@@ -116,7 +116,8 @@ class TelegramSource(Service):
         self.window = window or Window()
         self.follow = follow
         self.timer = timer
-        self.gateway = gateway or RequestGateway(clock=timer)
+        # One gateway per account: sources sharing a client (the library API makes one per call) share its.
+        self.gateway = gateway or getattr(client, "_emitter_gateway", None) or RequestGateway(clock=timer)
         self.stats = SourceStats(gateway=self.gateway.stats)
         self.unresolved: dict[str, str] = {}
         """Group specs that could not be resolved at start, with the reason."""
@@ -196,9 +197,10 @@ class TelegramSource(Service):
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        if self._own_client and self.client.is_connected():
-            await self.client.disconnect()
-        self.gateway.detach()
+        if self._own_client:
+            if self.client.is_connected():
+                await self.client.disconnect()
+            self.gateway.detach()
 
     def remember(self, committed: Mapping[int, GroupCursor]) -> None:
         """The committed cursors: their stored peers spare resolving groups again."""

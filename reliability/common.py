@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from emitter.app import create_monitor, run
+from emitter.clock import ScaledClock
 from emitter.codec import decode
 from emitter.cursor import GroupCursor
 from emitter.kafka_sink import KafkaSink
@@ -41,6 +42,7 @@ from emitter.monitor import Monitor
 from emitter.protocols import Batch, CursorView, Page
 from emitter.records import Source
 from emitter.settings import Settings, load_settings
+from emitter.telegram_client import client_options
 from emitter.telegram_source import TelegramSource
 from tests.faketelegram import FakeTelegram
 
@@ -48,6 +50,11 @@ ROOT: Final = Path(__file__).resolve().parents[1]
 CACHE: Final = Path(os.environ.get("EMITTER_CACHE", Path.home() / ".cache" / "telegram-emitter"))
 FORK: Final = multiprocessing.get_context("fork")
 """Fork, not spawn: the child must start from the parent's world as it is, which no pickle can carry."""
+
+
+SPEED = 50
+"""Telegram seconds per wall second for the request gateway: production pacing (about one history request a
+second) at full time would make these scenarios' backfills take minutes. Sweep intervals are wall seconds."""
 
 
 class ScenarioError(Exception):
@@ -421,8 +428,15 @@ class Child:
 
     async def _run(self) -> None:
         s = self.settings
-        client = self.fake.client(self.session, flood_sleep_threshold=s.telegram.flood_sleep_threshold)
-        source = ObservedSource(self.shared, client, self.groups, sweep_interval=self.sweep_interval, own_client=True)
+        client = self.fake.client(self.session, **client_options())
+        source = ObservedSource(
+            self.shared,
+            client,
+            self.groups,
+            sweep_interval=self.sweep_interval * SPEED,
+            own_client=True,
+            timer=ScaledClock(SPEED),
+        )
         monitor = create_monitor(s, source, ObservedSink(self.shared, s.kafka, s.emitter.instance))
         monitor.on_commit = self._count
         if self.drop:
@@ -488,8 +502,8 @@ async def finish(
 
     Nothing is posted meanwhile; a short sweep interval lets it find what live delivery missed.
     """
-    client = fake.client(session, flood_sleep_threshold=settings.telegram.flood_sleep_threshold)
-    source = TelegramSource(client, groups, sweep_interval=0.5, own_client=True)
+    client = fake.client(session, **client_options())
+    source = TelegramSource(client, groups, sweep_interval=0.5 * SPEED, own_client=True, timer=ScaledClock(SPEED))
     monitor = create_monitor(settings, source, KafkaSink(settings.kafka, settings.emitter.instance))
     task = asyncio.create_task(monitor.run())
     try:

@@ -16,9 +16,21 @@ from typing import Any
 from telethon.tl import types
 
 from emitter.app import create_monitor
+from emitter.clock import ScaledClock
 from emitter.kafka_sink import KafkaSink
+from emitter.telegram_client import client_options
 from emitter.telegram_source import TelegramSource
-from reliability.common import Broker, Consumed, Row, Tally, accepted_all, fresh_settings, read_committed, topics_of
+from reliability.common import (
+    SPEED,
+    Broker,
+    Consumed,
+    Row,
+    Tally,
+    accepted_all,
+    fresh_settings,
+    read_committed,
+    topics_of,
+)
 from tests.faketelegram import FakeTelegram
 
 HUGE_TEXT = ("telegram kafka avro cursor " * 120_000)[:3_000_000]
@@ -49,10 +61,10 @@ async def _one(broker: Broker, policy: str, seed: int, row: Row) -> None:
     fake.post_many(group, 50)
     settings = fresh_settings(broker.bootstrap, kafka={"oversize_policy": policy})
     row.topics += topics_of(settings)
-    client = fake.client(flood_sleep_threshold=settings.telegram.flood_sleep_threshold)
+    client = fake.client(**client_options())
     monitor = create_monitor(
         settings,
-        TelegramSource(client, ["@poison"], sweep_interval=1.0, own_client=True),
+        TelegramSource(client, ["@poison"], sweep_interval=SPEED, own_client=True, timer=ScaledClock(SPEED)),
         KafkaSink(settings.kafka, settings.emitter.instance),
     )
     task = asyncio.create_task(monitor.run())

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from telethon import TelegramClient
 
+from emitter.clock import Clock, ScaledClock
 from emitter.kafka_sink import KafkaSink
 from emitter.monitor import Monitor
 from emitter.protocols import Window
 from emitter.settings import Settings
+from emitter.telegram_client import client_options
+from emitter.telegram_gateway import RequestGateway
 from emitter.telegram_source import TelegramSource
 from tests.faketelegram import FakeTelegram, wait_until
 from tests.integration.kafka_read import read_committed
+
+SPEED = 50
+"""Telegram seconds per real second in these tests: production paces at about one history request a
+second, which would make a 25,000-message backfill take minutes of real time."""
 
 
 @dataclass
@@ -38,13 +45,28 @@ async def emitter(
     sweep_interval: float = 60.0,
     follow: bool = True,
     window: Window | None = None,
-    sleep: Callable[[float], Awaitable[None]] | None = None,
+    timer: Clock | None = None,
+    gateway: RequestGateway | None = None,
+    **source_options: Any,
 ) -> AsyncIterator[Running]:
-    """An emitter on `groups` of the fake world into the test's topics; stopped (drained) on exit."""
-    client = client or fake.client(flood_sleep_threshold=0)
-    extra: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
+    """An emitter on `groups` of the fake world into the test's topics; stopped (drained) on exit.
+
+    The client is built with production's options and every request passes a production gateway on
+    `timer` (default: a `ScaledClock` at `SPEED`; share one with the fake to run Telegram's limits at the
+    same speed); `sweep_interval` is in the timer's seconds.
+    """
+    client = client or fake.client(**client_options())
+    timer = timer or ScaledClock(SPEED)
     source = TelegramSource(
-        client, groups, sweep_interval=sweep_interval, follow=follow, window=window, own_client=True, **extra
+        client,
+        groups,
+        sweep_interval=sweep_interval,
+        follow=follow,
+        window=window,
+        own_client=True,
+        timer=timer,
+        gateway=gateway or RequestGateway(clock=timer),
+        **source_options,
     )
     monitor = Monitor(source, KafkaSink(settings.kafka, settings.emitter.instance), batch_timeout=0.05)
     task = asyncio.create_task(monitor.run())

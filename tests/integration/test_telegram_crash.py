@@ -15,12 +15,14 @@ import random
 import signal
 import time
 
+from emitter.clock import ScaledClock
 from emitter.kafka_sink import KafkaSink
 from emitter.monitor import Monitor
 from emitter.settings import Settings
+from emitter.telegram_client import client_options
 from emitter.telegram_source import TelegramSource
 from tests.faketelegram import FakeTelegram
-from tests.integration.telegram_harness import emitter, new_ids, wait_for_ids
+from tests.integration.telegram_harness import SPEED, emitter, new_ids, wait_for_ids
 
 HISTORY = 1_500
 LIVE_BEFORE_KILL = 400
@@ -35,8 +37,8 @@ def _child(fake: FakeTelegram, settings: Settings, session: str) -> None:
     """Run the emitter on @crashy and keep posting live messages until killed."""
 
     async def main() -> None:
-        client = fake.client(session, flood_sleep_threshold=0)
-        source = TelegramSource(client, ["@crashy"], sweep_interval=0.5, own_client=True)
+        client = fake.client(session, **client_options())
+        source = TelegramSource(client, ["@crashy"], sweep_interval=25, own_client=True, timer=ScaledClock(SPEED))
         monitor = Monitor(
             source, KafkaSink(settings.kafka, settings.emitter.instance), batch_size=25, batch_timeout=0.02
         )
@@ -78,8 +80,8 @@ def test_sigkill_during_follow_then_restart_with_string_session(settings: Settin
     async def restart() -> list[int]:
         for i in range(LIVE_BEFORE_KILL):  # the parent's world catches up with what the child posted
             fake.post(channel, _live_text(i), push=False)
-        client = fake.client(session, flood_sleep_threshold=0)
-        async with emitter(fake, settings, ["@crashy"], client=client, sweep_interval=0.5):
+        client = fake.client(session, **client_options())
+        async with emitter(fake, settings, ["@crashy"], client=client, sweep_interval=25):
             for i in range(LIVE_AFTER_RESTART):
                 fake.post(channel, f"after restart {i}")
             await wait_for_ids(settings, gid, len(fake.message_ids(channel)), within=120)

@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 
+from emitter.clock import ScaledClock
 from emitter.settings import Settings
 from tests.faketelegram import FakeTelegram, wait_until
 from tests.integration.telegram_harness import emitter, new_ids, published, wait_for_ids
@@ -65,7 +66,7 @@ async def test_burst_with_dropped_updates_is_complete_after_the_sweep(fake: Fake
     group = fake.add_channel("Busy", username="busy", megagroup=True)
     fake.post_many(group, 50)
     gid = marked(group)
-    async with emitter(fake, settings, ["@busy"], sweep_interval=1.0) as run:
+    async with emitter(fake, settings, ["@busy"], sweep_interval=50) as run:
         await wait_for_ids(settings, gid, 50)
         fake.faults.drop_updates(0.10, seed=7)
         fake.burst(group, 2_000)
@@ -85,7 +86,7 @@ async def test_messages_sent_while_disconnected_arrive_after_reconnect(fake: Fak
     group = fake.add_channel("Flaky", username="flaky", megagroup=True)
     fake.post_many(group, 10)
     gid = marked(group)
-    async with emitter(fake, settings, ["@flaky"], sweep_interval=3600) as run:
+    async with emitter(fake, settings, ["@flaky"], sweep_interval=3600 * 50) as run:
         await wait_for_ids(settings, gid, len(fake.message_ids(group)))
         fake.set_online(False)
         for i in range(500):
@@ -98,28 +99,23 @@ async def test_messages_sent_while_disconnected_arrive_after_reconnect(fake: Fak
     assert len(ids) == len(set(ids))
 
 
-async def test_flood_waits_mid_backfill_resume_from_the_cursor(fake: FakeTelegram, settings: Settings) -> None:
-    """FloodWaits of 5 s and 120 s (scaled time) mid-backfill: resumed from the cursor, no page fetched twice."""
+async def test_flood_waits_mid_backfill_are_held_by_the_gateway(fake: FakeTelegram, settings: Settings) -> None:
+    """FloodWaits of 5 s and 120 s (scaled time) mid-backfill: held by the gateway, no page fetched twice."""
     group = fake.add_channel("Rate limited", username="limited")
     fake.post_many(group, 3_000)
     gid = marked(group)
-    client = fake.client(flood_sleep_threshold=0)
     calls = itertools.count(1)
     fake.faults.flood_wait("GetHistoryRequest", 5, when=lambda _req: next(calls) == 6, times=None)
     later = itertools.count(1)
     fake.faults.flood_wait("GetHistoryRequest", 120, when=lambda _req: next(later) == 20, times=None)
-    slept: list[float] = []
-
-    async def scaled_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        fake.forget_flood_waits(client)  # Telethon remembers waits in real time; the scaled clock skips them
-
+    timer = ScaledClock(40)
     fake.reset_counters()
-    async with emitter(fake, settings, ["@limited"], client=client, follow=False, sleep=scaled_sleep) as run:
+    started = timer.monotonic()
+    async with emitter(fake, settings, ["@limited"], follow=False, timer=timer) as run:
         await asyncio.wait_for(asyncio.shield(run.task), 120)
         assert run.source.stats.flood_waits == 2
         assert run.source.stats.flood_wait_seconds == 125
-    assert slept == [5, 120]
+    assert timer.monotonic() - started >= 125, "the waits were not waited out"
     assert await new_ids(settings, gid) == fake.message_ids(group)
     returned = Counter(i for call in fake.history_calls for i in call.returned_ids)
     assert returned and max(returned.values()) == 1, "a page was fetched twice"
@@ -130,7 +126,7 @@ async def test_edits_and_deletes_are_events_of_their_own(fake: FakeTelegram, set
     group = fake.add_channel("Edited", username="edited", megagroup=True)
     fake.post_many(group, 10)
     gid = marked(group)
-    async with emitter(fake, settings, ["@edited"], sweep_interval=0.5):
+    async with emitter(fake, settings, ["@edited"], sweep_interval=25):
         await wait_for_ids(settings, gid, 10)
         fake.edit(group, 3, "changed text")
         fake.delete(group, [4])
@@ -151,7 +147,7 @@ async def test_migration_mid_follow_continues_in_the_supergroup(fake: FakeTelegr
     chat = fake.add_chat("Growing group")
     fake.post_many(chat, 20)
     chat_id = fake.peer_id(chat)
-    async with emitter(fake, settings, [chat_id], sweep_interval=0.5):
+    async with emitter(fake, settings, [chat_id], sweep_interval=25):
         await wait_for_ids(settings, chat_id, 20)
         channel = fake.migrate(chat)
         for i in range(5):
@@ -173,7 +169,7 @@ async def test_lost_access_to_one_group_leaves_the_others_flowing(
         fake.post_many(g, 5)
     lost = marked(groups[1])
     with caplog.at_level(logging.ERROR, logger="emitter"):
-        async with emitter(fake, settings, ["@group_0", "@group_1", "@group_2"], sweep_interval=0.5) as run:
+        async with emitter(fake, settings, ["@group_0", "@group_1", "@group_2"], sweep_interval=25) as run:
             for g in groups:
                 await wait_for_ids(settings, marked(g), len(fake.message_ids(g)))
             fake.revoke_access(groups[1])

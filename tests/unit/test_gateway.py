@@ -164,7 +164,7 @@ async def test_a_kind_never_goes_above_its_pace() -> None:
 async def test_live_requests_go_before_queued_backfill() -> None:
     """With a busy kind, a live request overtakes backfill requests that queued before it."""
     clock = ScaledClock(100)
-    gw, client = gateway(clock, paces={RequestKind.HISTORY: Pace(1.0, 1)})
+    gw, _client = gateway(clock, paces={RequestKind.HISTORY: Pace(1.0, 1)})
     order: list[str] = []
 
     async def one(name: str, prio: Priority) -> None:

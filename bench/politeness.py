@@ -1,0 +1,145 @@
+"""Scenario 6: Telegram politeness: what one account costs Telegram, and what pacing buys under its limits.
+
+Both parts run the real emitter (production client options, the production gateway with default paces) against
+the fake Telegram with its Telegram-like per-method limits, on one scaled clock shared by the fake and the
+gateway, so that Telegram minutes pass in wall seconds. Figures are in Telegram time.
+
+- Following 200 quiet groups: requests per minute the account sends, with the default sweep interval.
+- A backfill of 3 large and 20 small groups, paced (defaults) and unpaced (each request sent at once, each
+  FloodWait slept by the task that got it, as Telethon does on its own): messages per Telegram second,
+  FloodWaits answered, and requests sent while a wait was running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+from bench.common import Context, log, median, run
+from bench.report import Row, fmt, verdict
+from emitter.app import create_monitor
+from emitter.clock import ScaledClock
+from emitter.kafka_sink import KafkaSink
+from emitter.settings import Settings
+from emitter.telegram_client import client_options
+from emitter.telegram_gateway import RequestGateway
+from emitter.telegram_source import TelegramSource
+from tests.faketelegram import FakeTelegram
+
+NAME = "6 Telegram politeness"
+SPEED: Final = 60
+QUIET_GROUPS: Final = 200
+QUIET_MINUTES: Final = 20.0
+
+
+async def _quiet(settings: Settings, minutes: float) -> tuple[float, dict[str, int]]:
+    """Requests per Telegram minute while following 200 groups where nothing happens."""
+    clock = ScaledClock(SPEED)
+    fake = FakeTelegram(seed=21, monotonic=clock.monotonic)
+    groups = [fake.add_channel(f"Quiet {i}", username=f"quiet_{i:03d}", megagroup=True) for i in range(QUIET_GROUPS)]
+    for g in groups:
+        fake.post_many(g, 2)
+    source = TelegramSource(
+        fake.client(**client_options()), [f"@{g.username}" for g in groups], own_client=True, timer=clock
+    )
+    monitor = create_monitor(settings, source, KafkaSink(settings.kafka, settings.emitter.instance))
+    task = asyncio.create_task(monitor.run())
+    try:
+        # Past the backfill, then count a window of pure following.
+        while not all(monitor.tracker.cursor(fake.peer_id(g)).cursor >= 2 for g in groups):
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.1)
+        fake.reset_counters()
+        start = clock.monotonic()
+        await clock.sleep(minutes * 60)
+        elapsed = (clock.monotonic() - start) / 60
+        counts = dict(fake.request_counts)
+    finally:
+        monitor.request_stop()
+        await asyncio.wait_for(task, 120)
+    return sum(counts.values()) / elapsed, counts
+
+
+async def _backfill(settings: Settings, *, paced: bool, large: int) -> tuple[float, int, int]:
+    """Messages per Telegram second, FloodWaits, and requests sent during a running wait."""
+    clock = ScaledClock(SPEED)
+    fake = FakeTelegram(seed=22, monotonic=clock.monotonic)
+    specs: list[str | int] = []
+    for i in range(23):
+        g = fake.add_channel(f"Group {i}", username=f"group_{i}", megagroup=True)
+        fake.post_many(g, large if i < 3 else 50)
+        specs.append(f"@{g.username}")
+    messages = sum(len(fake.message_ids(s)) for s in specs)
+    source = TelegramSource(
+        fake.client(**client_options()),
+        specs,
+        follow=False,
+        own_client=True,
+        timer=clock,
+        gateway=RequestGateway(clock=clock, paced=paced),
+    )
+    monitor = create_monitor(settings, source, KafkaSink(settings.kafka, settings.emitter.instance))
+    start = clock.monotonic()
+    stats = await monitor.run()
+    if stats.failed or stats.published < messages:
+        raise RuntimeError(f"backfill incomplete: {stats.published}/{messages}, failed {stats.failed}")
+    seconds = clock.monotonic() - start
+    return messages / seconds, sum(fake.flood_waits.values()), sum(fake.sent_during_wait.values())
+
+
+def scenario(ctx: Context) -> list[Row]:
+    """Both parts, median of `runs` for the backfill."""
+    minutes = 2.0 if ctx.quick else QUIET_MINUTES
+    large = 300 if ctx.quick else 3_000
+    log(f"politeness: following {QUIET_GROUPS} quiet groups for {minutes:g} Telegram minutes")
+    per_minute, counts = run(_quiet(ctx.fresh_settings(), minutes))
+    results: dict[bool, list[tuple[float, int, int]]] = {True: [], False: []}
+    for i in range(ctx.runs):
+        for paced in (True, False):
+            log(f"politeness: backfill {i + 1}/{ctx.runs}, {'paced' if paced else 'unpaced'}")
+            results[paced].append(run(_backfill(ctx.fresh_settings(), paced=paced, large=large)))
+
+    def med(paced: bool, k: int) -> float:
+        return median([float(r[k]) for r in results[paced]])
+
+    top = ", ".join(f"{m} {n}" for m, n in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
+    ctx.note(
+        NAME,
+        f"Following: {QUIET_GROUPS} channels with 2 messages each, nothing posted, default sweep interval "
+        f"(30 s ±20 %) and paces; requests counted by the fake over {minutes:g} Telegram minutes after the "
+        f"backfill (most: {top}). The history pace (1/s) is the ceiling: sweeps of 200 groups every 30 s would "
+        "ask for 6.7/s, so the gateway stretches them. Backfill: 3 groups x "
+        f"{large:,} + 20 x 50 messages, {ctx.runs} run(s) each way, Telegram time (clock x{SPEED}).",
+    )
+    ratio = med(False, 1) / med(True, 1) if med(True, 1) else float("inf")
+    rows: list[Any] = [
+        Row(
+            NAME,
+            f"requests per minute, one account following {QUIET_GROUPS} quiet groups",
+            fmt(per_minute, 1),
+            "≤ 60 + others (the history pace)",
+            None,
+            verdict(per_minute <= 60 + 30),
+        ),
+        Row(NAME, "backfill msgs per Telegram second, paced", fmt(med(True, 0), 1)),
+        Row(NAME, "backfill msgs per Telegram second, unpaced", fmt(med(False, 0), 1)),
+        Row(
+            NAME,
+            "FloodWaits, paced / unpaced",
+            f"{fmt(med(True, 1))} / {fmt(med(False, 1))}",
+            "paced ≤ unpaced ÷ 10",
+            None,
+            verdict(med(True, 1) <= med(False, 1) / 10),
+        ),
+        Row(
+            NAME,
+            "requests sent during a running FloodWait, paced / unpaced",
+            f"{fmt(med(True, 2))} / {fmt(med(False, 2))}",
+            "paced 0",
+            None,
+            verdict(med(True, 2) == 0),
+        ),
+        Row(NAME, "unpaced ÷ paced FloodWaits (same run)", "inf" if ratio == float("inf") else fmt(ratio, 1)),
+    ]
+    return rows
