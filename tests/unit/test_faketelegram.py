@@ -1212,3 +1212,22 @@ async def test_a_restart_on_a_forgotten_key_fails_to_connect(fake: FakeTelegram,
         assert not again.is_connected()
     finally:
         await again.disconnect()
+
+
+async def test_channel_too_long_for_a_channel_telethon_holds_no_state_for_is_dropped(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """updateChannelTooLong for a channel Telethon has seen no update of asks nothing: the news is lost."""
+    silent = fake.add_channel("Silent", megagroup=True)
+    loud = fake.add_channel("Loud", megagroup=True)
+    client = await connect()
+    seen = _collector(client, events.NewMessage())
+    missed = fake.post(silent, "never pushed", push=False)
+
+    fake.push_channel_too_long(silent)
+    marker = fake.post(loud, "after the too-long")
+
+    await wait_until(lambda: len(seen) == 1)
+    assert seen[0].message.id == marker.id
+    assert missed.id not in [ev.message.id for ev in seen if ev.chat_id == fake.peer_id(silent)]
+    assert fake.count("updates.GetChannelDifference") == 0
