@@ -29,7 +29,8 @@ WRAPPERS: tuple[type[Any], ...] = (
 
 RequestSpec = type[Any] | str | None
 """Which requests a rule or a counter means: a TL request class, its key ('messages.GetHistoryRequest'),
-its bare class name ('GetHistoryRequest', which matches every namespace), or None for any request."""
+its bare class name ('GetHistoryRequest', which matches every namespace), or None for any request. The
+'Request' suffix may be left out ('messages.GetHistory')."""
 
 
 def request_key(obj: object) -> str:
@@ -48,6 +49,8 @@ def spec_matches(spec: RequestSpec, key: str) -> bool:
     if spec is None:
         return True
     if isinstance(spec, str):
+        if not spec.endswith("Request"):
+            spec += "Request"
         return key == spec or key.rsplit(".", 1)[-1] == spec
     return request_key(spec) == key
 

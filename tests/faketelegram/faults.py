@@ -3,12 +3,15 @@
 Request faults are answered as Telegram answers them, with an `rpc_error` in place of the result, so the
 client's own `rpc_message_to_error` builds the exception (FloodWaitError with `.seconds`, ServerError,
 ...) and Telethon's own retry and flood-sleep logic runs. Update faults drop live updates on their way to
-a connection, so Telethon's pts bookkeeping sees a gap and recovers (or not) by itself.
+a connection, so Telethon's pts bookkeeping sees a gap and recovers (or not) by itself. Spells are
+faults by time: every matching request fails until the world's monotonic clock passes their end, however
+often the client retries.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +39,33 @@ class RequestFault:
         return self.times is not None and self.hits >= self.times
 
 
+# What a spell over "all requests" (spec None) still lets through: keepalive pings and what a connection
+# needs before any call (the config in invokeWithLayer(initConnection(...)), the nearest DC). Telegram
+# answers those from its front ends; the 500s of a spell come from the data centres behind them.
+SPELL_EXEMPT = frozenset(
+    {"PingRequest", "PingDelayDisconnectRequest", "help.GetConfigRequest", "help.GetNearestDcRequest"}
+)
+
+
+@dataclass(eq=False)
+class Spell:
+    """Answer every matching request with one RPC error until `until` (the world's monotonic seconds)."""
+
+    request: RequestSpec
+    code: int
+    message: str
+    until: float
+    hits: int = 0
+
+    def matches(self, key: str, now: float) -> bool:
+        """Whether this spell answers a request with `key` arriving at `now`."""
+        if now >= self.until:
+            return False
+        if self.request is None:
+            return key not in SPELL_EXEMPT
+        return spec_matches(self.request, key)
+
+
 @dataclass(frozen=True, slots=True)
 class FiredFault:
     """A record of a fault that fired, for assertions and for debugging failing tests."""
@@ -50,7 +80,10 @@ class FaultPlan:
     """The faults scheduled on one `FakeTelegram`; reach it as ``fake.faults``."""
 
     seed: int = 0
+    monotonic: Callable[[], float] = time.monotonic
+    """The clock spells are timed on (the world passes its own)."""
     rules: list[RequestFault] = field(default_factory=list)
+    spells: list[Spell] = field(default_factory=list)
     fired: list[FiredFault] = field(default_factory=list)
     dropped_updates: int = 0
     _drop_fraction: float = 0.0
@@ -99,6 +132,22 @@ class FaultPlan:
         self.rules.append(rule)
         return rule
 
+    def spell(self, request: RequestSpec, seconds: float, message: str = "RPC_CALL_FAIL", code: int = 500) -> Spell:
+        """Answer every matching request with `code` `message` for `seconds` from now (the world's clock).
+
+        A spell outlasts Telethon's own retries (``request_retries``, default 5, 2 s of real time
+        apart) when it is longer than they are: Telethon then raises ``ValueError('Request was
+        unsuccessful N time(s)')`` to the caller. Typical spells: ``'RPC_CALL_FAIL'``/500 (RpcCallFailError),
+        ``'INTERNAL'``/500 (ServerError), ``'Timeout'``/-503 (TimedOutError). `request` None means
+        every request except those in `SPELL_EXEMPT` (pings and the connection's config), so
+        connecting still works while every call fails.
+        """
+        if seconds <= 0:
+            raise ValueError(f"a spell must last a positive number of seconds, got {seconds}")
+        spell = Spell(request, code, message, self.monotonic() + seconds)
+        self.spells.append(spell)
+        return spell
+
     def drop_updates(self, fraction: float, *, seed: int | None = None) -> None:
         """Drop this fraction (0..1) of live updates per connection, chosen by a seeded random."""
         if not 0.0 <= fraction <= 1.0:
@@ -112,8 +161,9 @@ class FaultPlan:
         self._drop_next += n
 
     def clear(self) -> None:
-        """Remove every scheduled fault (the `fired` history stays)."""
+        """Remove every scheduled fault and spell (the `fired` history stays)."""
         self.rules.clear()
+        self.spells.clear()
         self._drop_fraction = 0.0
         self._drop_next = 0
 
@@ -129,6 +179,12 @@ class FaultPlan:
             rule.hits += 1
             self.fired.append(FiredFault(key, rule.code, rule.message))
             return types.RpcError(rule.code, rule.message)
+        now = self.monotonic()
+        for spell in self.spells:
+            if spell.matches(key, now):
+                spell.hits += 1
+                self.fired.append(FiredFault(key, spell.code, spell.message))
+                return types.RpcError(spell.code, spell.message)
         return None
 
     def should_drop_update(self) -> bool:

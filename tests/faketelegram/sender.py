@@ -12,7 +12,10 @@ requests, the client's auto-reconnect callback).
 Replaced are only the parts that touch the network: `_connect` (no TCP, no auth-key exchange),
 `_send_loop` (hands packed requests to the world instead of encrypting them onto a socket),
 `_recv_loop` (reads the world's answers from an in-memory queue instead of decrypting a socket) and
-`_transport_connected`. These are private methods of Telethon 1.45; if Telethon renames them, the
+`_transport_connected`. A transport error (Telegram's 4-byte packet such as -404, "auth key unknown") arrives
+as raw bytes and goes through the real `MTProtoState.decrypt_message_data`, which raises the real
+`InvalidBufferError`, handled exactly as the real `_recv_loop` handles it (-404: disconnect for good with
+`AuthKeyNotFound`). These are private methods of Telethon 1.45; if Telethon renames them, the
 fake breaks loudly (the client would try to reach the real Telegram, which the tests' lack of network
 turns into connection errors).
 """
@@ -21,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from telethon import helpers
 from telethon.crypto import AuthKey
+from telethon.errors import AuthKeyNotFound, InvalidBufferError, SecurityError, TypeNotFoundError
 from telethon.network import MTProtoSender
 from telethon.tl import TLRequest
 
@@ -45,6 +50,11 @@ class Settle:
     msg_id: int
     result: Any = None
     error: BaseException | None = None
+
+
+def transport_error(code: int) -> bytes:
+    """The body of a transport error packet as Telegram sends it: the negative code, 4 bytes little-endian."""
+    return struct.pack("<i", -abs(code))
 
 
 class Link:
@@ -181,6 +191,10 @@ class FakeSender(MTProtoSender):  # type: ignore[misc]  # Telethon is untyped
                 self._log.info("Connection closed while receiving data: %s", item)
                 self._start_reconnect(item)
                 return
+            if isinstance(item, bytes):
+                if not await self._receive_packet(item):
+                    return
+                continue
             try:
                 if isinstance(item, Settle):
                     self._settle(item)
@@ -188,6 +202,33 @@ class FakeSender(MTProtoSender):  # type: ignore[misc]  # Telethon is untyped
                     await self._process_message(item)
             except Exception:
                 self._log.exception("Unhandled error while processing msgs")
+
+    async def _receive_packet(self, body: bytes) -> bool:
+        """Handle a raw packet body as the real `_recv_loop` does after `connection.recv()`.
+
+        Returns whether the loop goes on. Only transport errors travel as raw bytes, so the real
+        decryption always raises; the except clauses are the real loop's, in its order.
+        """
+        try:
+            message = self._state.decrypt_message_data(body)
+        except (TypeNotFoundError, SecurityError) as e:
+            self._log.warning("Ignoring a received message that does not decode: %s", e)
+            return True
+        except BufferError as e:
+            if isinstance(e, InvalidBufferError) and e.code == 404:
+                self._log.info("Server does not know about the current auth key; the session may need to be recreated")
+                await self._disconnect(error=AuthKeyNotFound())
+            else:
+                self._log.warning("Invalid buffer %s", e)
+                self._start_reconnect(e)
+            return False
+        except Exception as e:
+            self._log.exception("Unhandled error while decrypting data")
+            self._start_reconnect(e)
+            return False
+        if message is not None:
+            await self._process_message(message)
+        return True
 
     def _settle(self, item: Settle) -> None:
         state = self._pending_state.pop(item.msg_id, None)

@@ -14,8 +14,20 @@ Model, as Telegram has it:
   the account pts (so a basic group's ids have large gaps whenever other chats are busy);
 * deleted ids leave gaps; edits set ``edit_date``; a basic group can migrate to a supergroup.
 
-Time: message dates come from ``clock`` (default: the real UTC clock), whole seconds. The fake never
-sleeps, except for an optional ``latency`` on answers.
+Time: message dates come from ``clock`` (default: the real UTC clock), whole seconds. Rate limits and
+spells run on ``monotonic`` (default `time.monotonic`; share a `ScaledClock`'s with the code under test).
+The fake never sleeps, except for an optional ``latency`` on answers.
+
+No kinder than Telegram, by default (README.md beside this file lists each behaviour and its source):
+
+* per-method flood limits (`TELEGRAM_LIKE` token buckets) answer FLOOD_WAIT_X, and sending during a
+  wait makes it longer;
+* getMessages leaves out some ids that exist (``omit_fraction``), one entry per message returned;
+* spells of 500s / timeouts outlast Telethon's retries (``fake.faults.spell``);
+* a channel more than ``channel_difference_limit`` pts behind gets ChannelDifferenceTooLong;
+* channels the account has not joined push nothing and are readable only when public;
+* sessions die by RPC error or by the transport's -404 (`kill_session`), and a key used from two
+  places at once is revoked with AUTH_KEY_DUPLICATED.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import contextlib
 import itertools
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +55,8 @@ from telethon.tl.core import RpcResult, TLMessage
 
 from ._tl import WRAPPERS, RequestSpec, date_or_none, request_key, serialize_result, spec_matches, utc_now
 from .faults import FaultPlan
-from .sender import FakeSender, Link, Settle
+from .limits import TELEGRAM_LIKE, RateLimiter, RateLimits
+from .sender import FakeSender, Link, Settle, transport_error
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +68,29 @@ USER_CHANNEL_DIFF_LIMIT = 100
 _DEFAULT_AGE = timedelta(days=365)
 # Marked channel ids are -(10**12 + id), see telethon.utils.get_peer_id.
 _CHANNEL_MARK = 10**12
+
+# How Telegram answers the requests of a session that died, by error message (core.telegram.org/api/errors:
+# 401 UNAUTHORIZED for a key that is no longer logged in, 406 for a key used from two places at once).
+SESSION_DEATH_CODES: dict[str, int] = {
+    "AUTH_KEY_UNREGISTERED": 401,
+    "AUTH_KEY_INVALID": 401,
+    "AUTH_KEY_PERM_EMPTY": 401,
+    "SESSION_REVOKED": 401,
+    "SESSION_EXPIRED": 401,
+    "USER_DEACTIVATED": 401,
+    "USER_DEACTIVATED_BAN": 401,
+    "AUTH_KEY_DUPLICATED": 406,
+}
+# The transport error Telegram sends instead of an answer when it does not know the auth key.
+_AUTH_KEY_UNKNOWN = 404
+
+# TelegramClient settings as the emitter builds its client; `FakeTelegram.client` defaults to them.
+_PRODUCTION_CLIENT: dict[str, Any] = {
+    "flood_sleep_threshold": 60,
+    "receive_updates": True,
+    "connection_retries": -1,
+    "retry_delay": 2,
+}
 
 # Requests Telegram answers on a connection whose key is not logged in.
 _NO_AUTH_NEEDED = frozenset(
@@ -180,6 +217,7 @@ class _ChannelState:
     event_pts: list[int] = field(default_factory=list)
     last_event_date: datetime | None = None
     revoked: bool = False
+    joined: bool = True
     migrated_from: _ChatState | None = None
     migrated_from_max_id: int | None = None
 
@@ -200,19 +238,23 @@ class FakeTelegram:
     assert on ``request_counts``, `count()`, ``history_calls``.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915  # one flat list of the world's state reads better than helpers
         self,
         *,
         seed: int = 0,
         roundtrip: bool = True,
         clock: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] | None = None,
+        rate_limits: RateLimits | None = TELEGRAM_LIKE,
         latency: float = 0.0,
         me_first_name: str = "Emitter",
         me_username: str | None = None,
         account_message_id_start: int = 1,
         difference_slice_size: int = 100,
+        channel_difference_limit: int = USER_CHANNEL_DIFF_LIMIT,
+        omit_fraction: float = 0.05,
         omit_missing_messages: bool = False,
-        detect_duplicate_sessions: bool = False,
+        detect_duplicate_sessions: bool = True,
         dc_id: int = telegrambaseclient.DEFAULT_DC_ID,
         dc_address: str = telegrambaseclient.DEFAULT_IPV4_IP,
         dc_port: int = telegrambaseclient.DEFAULT_PORT,
@@ -224,28 +266,53 @@ class FakeTelegram:
             Telethon's in-place changes to them leak between clients and into the world).
         clock: returns the current time as an aware UTC datetime (default: the real clock); message
             dates, edit dates and getState dates come from it, truncated to whole seconds.
+        monotonic: seconds on a monotonic clock (default `time.monotonic`); every rate-limit and
+            spell decision uses it. Share ``emitter.clock.ScaledClock(speed).monotonic`` with the code
+            under test to run hours of Telegram's limits in seconds.
+        rate_limits: the account's flood limits (default `TELEGRAM_LIKE`); an empty bucket answers
+            FLOOD_WAIT_X. None switches limits off: a test that needs that has found code that does not
+            pace itself, which is a finding to fix, not a setting to keep.
         latency: seconds before an answer or update reaches a client (0: next loop iteration).
         account_message_id_start: first id of the account-wide counter (basic groups, private chats).
         difference_slice_size: account events per updates.getDifference answer before it is sliced.
+        channel_difference_limit: how many pts a client may be behind in a channel before
+            updates.getChannelDifference answers ChannelDifferenceTooLong (100 for user accounts).
+        omit_fraction: channels/messages.getMessages leave out each existing requested message with
+            this probability, per request (seeded by `seed`), as Telegram sometimes does.
         omit_missing_messages: channels/messages.getMessages leave deleted ids out instead of
             answering MessageEmpty in their place (a fault some peers were bitten by).
         detect_duplicate_sessions: two live connections with the same auth key get the key revoked
-            and AUTH_KEY_DUPLICATED on every request, as Telegram does.
+            and AUTH_KEY_DUPLICATED on every request, as Telegram does (on by default).
         """
         self._rng = random.Random(seed)
         self.roundtrip = roundtrip
         self._clock = clock or utc_now
+        self.monotonic: Callable[[], float] = monotonic or time.monotonic
         self.latency = latency
         self.difference_slice_size = difference_slice_size
+        self.channel_difference_limit = channel_difference_limit
+        if not 0.0 <= omit_fraction <= 1.0:
+            raise ValueError(f"omit_fraction must be within [0, 1], got {omit_fraction}")
+        self.omit_fraction = omit_fraction
+        # Its own generator, so that omissions do not shift access hashes or keys between test runs.
+        self._omit_rng = random.Random(f"omit:{seed}")
         self.omit_missing_messages = omit_missing_messages
         self.detect_duplicate_sessions = detect_duplicate_sessions
         self.dc_id = dc_id
         self.dc_address = dc_address
         self.dc_port = dc_port
 
-        self.faults = FaultPlan(seed=seed)
+        self.faults = FaultPlan(seed=seed, monotonic=self.monotonic)
+        self.rate_limits = rate_limits
+        self._limiter = RateLimiter(rate_limits or RateLimits())
         self.request_counts: Counter[str] = Counter()
         self.request_log: list[str] = []
+        self.request_times: list[tuple[float, str]] = []
+        """(monotonic time, request key) of every request received, rate-limited or not."""
+        self.omitted_ids: list[tuple[int, int]] = []
+        """(marked peer id, message id) of every existing message a getMessages answer left out."""
+        self.transport_errors: list[int] = []
+        """Transport error codes sent instead of answers (e.g. -404 for an unknown auth key)."""
         self.response_log: list[tuple[str, str]] = []
         """(request key, what was answered): a result type name, or 'rpc_error CODE MESSAGE'."""
         self.history_calls: list[HistoryCall] = []
@@ -269,12 +336,23 @@ class FakeTelegram:
 
         self._links: list[Link] = []
         self._authorized_keys: set[bytes] = set()
-        self._duplicated_keys: set[bytes] = set()
+        # Keys whose session died: the RPC error every request gets (AUTH_KEY_DUPLICATED, revoked, ...).
+        self._dead_keys: dict[bytes, tuple[int, str]] = {}
+        # Keys the server forgot: every message on them gets the transport error -404.
+        self._unknown_keys: set[bytes] = set()
         self._online = True
         self._refuse = 0
         self._server_msg_ids = itertools.count(1)
 
-        self._handlers: dict[type[Any], Callable[[Link, Any], Any]] = {
+        self._handlers = self._handler_table()
+
+        self.me: Any = self._new_user(me_first_name, username=me_username, is_self=True, phone="15550000000")
+        self.default_user: Any = self.add_user("Alice")
+        """Who writes in groups when `post` is given no sender."""
+
+    def _handler_table(self) -> dict[type[Any], Callable[[Link, Any], Any]]:
+        """Which handler answers which TL function (anything else is an UnsupportedRequestError)."""
+        return {
             functions.PingRequest: self._h_ping,
             functions.PingDelayDisconnectRequest: self._h_ping,
             functions.help.GetConfigRequest: self._h_get_config,
@@ -295,12 +373,9 @@ class FakeTelegram:
             functions.channels.GetChannelsRequest: self._h_get_channels,
             functions.channels.GetFullChannelRequest: self._h_get_full_channel,
             functions.channels.ReadHistoryRequest: self._h_true,
+            functions.channels.JoinChannelRequest: self._h_join_channel,
             functions.contacts.ResolveUsernameRequest: self._h_resolve_username,
         }
-
-        self.me: Any = self._new_user(me_first_name, username=me_username, is_self=True, phone="15550000000")
-        self.default_user: Any = self.add_user("Alice")
-        """Who writes in groups when `post` is given no sender."""
 
     # region World building
 
@@ -324,14 +399,19 @@ class FakeTelegram:
         *,
         members: Sequence[Any] | None = None,
         date: datetime | None = None,
+        joined: bool = True,
     ) -> Any:
-        """Create a broadcast channel (or a supergroup with `megagroup=True`) the account is in.
+        """Create a broadcast channel (or a supergroup with `megagroup=True`), by default one the account is in.
 
         Like on Telegram, message 1 is the MessageActionChannelCreate service message. It is dated
         `date`, by default a year ago, so that histories built afterwards keep dates rising with ids.
+
+        joined=False: the account is not a member. The Channel has ``left=True``, is not among the
+        dialogs and sends the account no updates; its history is readable only if it has a
+        `username` (public), otherwise CHANNEL_PRIVATE. channels.JoinChannel joins it.
         """
         date = date or self._now() - _DEFAULT_AGE
-        st = self._new_channel(title, username=username, megagroup=megagroup, members=members, date=date)
+        st = self._new_channel(title, username=username, megagroup=megagroup, members=members, date=date, joined=joined)
         creator = None if not megagroup else types.PeerUser(self.default_user.id)
         self._append(
             st,
@@ -563,6 +643,32 @@ class FakeTelegram:
             )
             self._deliver_update(st, update, even_if_revoked=True)
 
+    def push_channel_too_long(self, channel: PeerLike) -> None:
+        """Push updateChannelTooLong: "there are updates in this channel you have not seen, ask for them".
+
+        Telethon asks updates.getChannelDifference from the pts it holds for the channel (and drops
+        the update if it holds none); more than `channel_difference_limit` behind, it gets
+        ChannelDifferenceTooLong.
+        """
+        st = self._state(channel)
+        if not isinstance(st, _ChannelState):
+            raise TypeError("push_channel_too_long applies to channels and supergroups")
+        update = types.Updates(
+            updates=[types.UpdateChannelTooLong(channel_id=st.tl.id, pts=st.pts)],
+            users=[],
+            chats=[self._channel_tl(st)],
+            date=self._now(),
+            seq=0,
+        )
+        self._deliver_update(st, update)
+
+    def is_joined(self, channel: PeerLike) -> bool:
+        """Whether the account is a member of `channel` (see ``add_channel(joined=False)``)."""
+        st = self._state(channel)
+        if not isinstance(st, _ChannelState):
+            raise TypeError("is_joined applies to channels and supergroups")
+        return st.joined
+
     def restore_access(self, peer: PeerLike) -> None:
         """Undo `revoke_access`."""
         st = self._state(peer)
@@ -593,11 +699,17 @@ class FakeTelegram:
     ) -> TelegramClient:
         """A real, unconnected TelegramClient wired to this world (``await client.connect()`` next).
 
+        Built as production builds it unless a kwarg says otherwise: ``flood_sleep_threshold=60``
+        (Telethon's default), ``receive_updates=True``, ``connection_retries=-1`` (reconnect for ever)
+        and ``retry_delay=2``.
+
         session: None for a new logged-in `StringSession`; a StringSession string or a Session to
             resume one (e.g. ``old_client.session.save()`` after a simulated crash).
         kwargs: passed to TelegramClient (``flood_sleep_threshold``, ``retry_delay``,
             ``connection_retries``, ``sequential_updates``, ``receive_updates``, ...).
         """
+        for name, value in _PRODUCTION_CLIENT.items():
+            kwargs.setdefault(name, value)
         if session is None:
             session = self.new_session()
         elif isinstance(session, str):
@@ -630,11 +742,43 @@ class FakeTelegram:
     def authorize(self, session: Session) -> None:
         """Log the session's auth key in (a session whose key the world generated is logged out)."""
         self._authorized_keys.add(session.auth_key.key)
+        self._dead_keys.pop(session.auth_key.key, None)
+        self._unknown_keys.discard(session.auth_key.key)
 
     def log_out(self, client_or_session: TelegramClient | Session) -> None:
         """Invalidate a session's key: its requests then fail with AUTH_KEY_UNREGISTERED (401)."""
         session = getattr(client_or_session, "session", client_or_session)
         self._authorized_keys.discard(session.auth_key.key)
+
+    def kill_session(
+        self, client_or_session: TelegramClient | Session, how: str = "rpc", message: str = "AUTH_KEY_UNREGISTERED"
+    ) -> int:
+        """End a session as Telegram does, and cut its live connections; returns how many were cut.
+
+        how='rpc': the key is no longer logged in (the user terminated the session, it expired, the
+            account was banned, ...). Every request on it gets the RPC error `message` with the code
+            Telegram uses for it (`SESSION_DEATH_CODES`: 401, or 406 for AUTH_KEY_DUPLICATED). Telethon
+            reconnects by itself, and its requests fail from then on.
+        how='transport': the server forgets the key. Connections still open (the key travels only with
+            messages), but every message on the key is answered with the transport error -404, which
+            Telethon turns into a final disconnection with AuthKeyNotFound; later requests raise
+            ConnectionError.
+        """
+        session = getattr(client_or_session, "session", client_or_session)
+        key: bytes = session.auth_key.key
+        if how == "rpc":
+            if message not in SESSION_DEATH_CODES:
+                raise ValueError(
+                    f"unknown session-death error {message!r}; expected one of {sorted(SESSION_DEATH_CODES)}"
+                )
+            self._dead_keys[key] = (SESSION_DEATH_CODES[message], message)
+        elif how == "transport":
+            self._unknown_keys.add(key)
+        else:
+            raise ValueError(f"how must be 'rpc' or 'transport', got {how!r}")
+        self._authorized_keys.discard(key)
+        # Telegram closes the connections of a terminated session at once.
+        return self._cut([link for link in self._links if link.auth_key == key])
 
     def disconnect(self, client: TelegramClient | None = None, *, refuse: int = 0) -> int:
         """Cut the connections of `client` (default: all) as a network failure would.
@@ -645,11 +789,13 @@ class FakeTelegram:
         Returns how many connections were cut.
         """
         self._refuse += refuse
-        cut = [link for link in self._links if client is None or link.sender is client._sender]
-        for link in cut:
+        return self._cut([link for link in self._links if client is None or link.sender is client._sender])
+
+    def _cut(self, links: list[Link]) -> int:
+        for link in links:
             self._links.remove(link)
             link.cut(ConnectionResetError("FakeTelegram cut the connection"))
-        return len(cut)
+        return len(links)
 
     def set_online(self, online: bool) -> None:
         """Take the whole network down (cuts every connection, refuses new ones) or bring it back."""
@@ -671,7 +817,9 @@ class FakeTelegram:
         """Clear Telethon's client-side memory of flood waits (``client._flood_waited_requests``).
 
         After a FloodWaitError Telethon refuses the same request type locally until the wait ends in
-        real time. A test that skips the wait with a fake clock calls this to let the retry through.
+        real time. Only the fake's own unit tests may call this, to show that very behaviour: emitter
+        tests must not, since production has no such switch (code under test must live with
+        Telethon's memory, e.g. by waiting on a clock that Telethon's real-time memory agrees with).
         """
         client._flood_waited_requests.clear()
 
@@ -684,11 +832,41 @@ class FakeTelegram:
         return sum(n for key, n in self.request_counts.items() if spec_matches(request, key))
 
     def reset_counters(self) -> None:
-        """Forget request counts, the request and response logs and the history-call log."""
+        """Forget request counts and every log (requests, responses, history calls, flood waits, omissions).
+
+        The rate limits' buckets and running waits stay: they are Telegram's state, not a log.
+        """
         self.request_counts.clear()
         self.request_log.clear()
         self.response_log.clear()
         self.history_calls.clear()
+        self.request_times.clear()
+        self.omitted_ids.clear()
+        self.transport_errors.clear()
+        self._limiter.clear_logs()
+
+    @property
+    def flood_waits(self) -> Counter[str]:
+        """FLOOD_WAITs the rate limits answered, by request key (scripted ones are in ``faults.fired``)."""
+        return self._limiter.flood_waits
+
+    @property
+    def sent_during_wait(self) -> Counter[str]:
+        """Requests that arrived while their method's announced flood wait still ran, by request key."""
+        return self._limiter.sent_during_wait
+
+    def max_requests(self, request: RequestSpec, window: float) -> int:
+        """The most requests matching `request` received within any `window` seconds (the fake's clock).
+
+        For asserting "never above the budget", e.g. ``fake.max_requests('messages.GetHistory', 60) <= 60``.
+        """
+        times = [t for t, key in self.request_times if spec_matches(request, key)]
+        best = start = 0
+        for end, t in enumerate(times):
+            while t - times[start] >= window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
 
     def messages(self, peer: PeerLike) -> list[Any]:
         """The chat's current messages, ascending by id (the world's own objects)."""
@@ -768,9 +946,12 @@ class FakeTelegram:
         members: Sequence[Any] | None,
         date: datetime | None,
         member_ids: Sequence[int] | None = None,
+        joined: bool = True,
     ) -> _ChannelState:
         ids = list(member_ids or [self.me.id, self.default_user.id])
         ids += [u.id for u in members or () if u.id not in ids]
+        if not joined:
+            ids = [i for i in ids if i != self.me.id]
         channel_id = self._next_channel_id
         self._next_channel_id += 1
         tl = types.Channel(
@@ -783,8 +964,9 @@ class FakeTelegram:
             access_hash=self._access_hash(),
             username=username,
             participants_count=len(ids),
+            left=not joined or None,
         )
-        st = _ChannelState(tl=tl, members=ids)
+        st = _ChannelState(tl=tl, members=ids, joined=joined)
         self._channels[channel_id] = st
         self._by_marked[st.marked] = st
         self._register_username(username, st)
@@ -997,10 +1179,11 @@ class FakeTelegram:
         if (
             self.detect_duplicate_sessions
             and key
+            and key not in self._unknown_keys
             and any(other.alive and other.auth_key == key and other.sender is not sender for other in self._links)
         ):
             _log.warning("auth key used by two connections at once: revoking it (AUTH_KEY_DUPLICATED)")
-            self._duplicated_keys.add(key)
+            self._dead_keys[key] = (SESSION_DEATH_CODES["AUTH_KEY_DUPLICATED"], "AUTH_KEY_DUPLICATED")
             self._authorized_keys.discard(key)
         self._links.append(link)
         return link
@@ -1021,6 +1204,8 @@ class FakeTelegram:
         """Send one Updates object to every logged-in connection that wants updates."""
         if getattr(st, "revoked", False) and not even_if_revoked:
             return
+        if isinstance(st, _ChannelState) and not st.joined:
+            return  # Telegram pushes nothing for channels the account is not in
         data = bytes(update) if self.roundtrip else None
         for link in list(self._links):
             if not (link.alive and link.receives_updates and link.auth_key in self._authorized_keys):
@@ -1033,6 +1218,12 @@ class FakeTelegram:
 
     def _transmit(self, link: Link, states: Sequence[Any]) -> None:
         """The sender's packed requests arrive; answer each on the link."""
+        if link.auth_key in self._unknown_keys:
+            # The server cannot decrypt what it does not have the key for: one transport error for the
+            # whole packet, and no request is seen.
+            self.transport_errors.append(-_AUTH_KEY_UNKNOWN)
+            link.deliver(transport_error(_AUTH_KEY_UNKNOWN), self.latency)
+            return
         for state in states:
             if not isinstance(state.request, TLRequest):
                 continue  # acks and other service messages need no answer
@@ -1055,6 +1246,7 @@ class FakeTelegram:
         key = request_key(inner)
         self.request_counts[key] += 1
         self.request_log.append(key)
+        self.request_times.append((self.monotonic(), key))
         handler = self._handlers.get(type(inner))
         if handler is None:
             self.unsupported_requests.append(key)
@@ -1089,18 +1281,22 @@ class FakeTelegram:
         return Settle(msg_id, result=result)
 
     def _call_handler(self, link: Link, key: str, request: Any, handler: Callable[[Link, Any], Any]) -> Any:
-        """Scripted faults first (they hit before anything else, like a server-side limit), then auth."""
+        """Scripted faults and spells first (they hit before anything else), then flood limits, then auth."""
         fault = self.faults.check_request(key, request)
         if fault is not None:
             raise _RpcFailure(fault.error_code, fault.error_message)
+        wait = self._limiter.admit(key, self.monotonic())
+        if wait is not None:
+            raise _RpcFailure(420, f"FLOOD_WAIT_{wait}")
         if key not in _NO_AUTH_NEEDED:
             self._check_auth(link)
         return handler(link, request)
 
     def _check_auth(self, link: Link) -> None:
         key = link.auth_key
-        if key in self._duplicated_keys:
-            raise _RpcFailure(406, "AUTH_KEY_DUPLICATED")
+        dead = self._dead_keys.get(key) if key is not None else None
+        if dead is not None:
+            raise _RpcFailure(*dead)
         if key not in self._authorized_keys:
             raise _RpcFailure(401, "AUTH_KEY_UNREGISTERED")
 
@@ -1141,7 +1337,7 @@ class FakeTelegram:
 
     @staticmethod
     def _check_access(st: _PeerState) -> None:
-        if isinstance(st, _ChannelState) and st.revoked:
+        if isinstance(st, _ChannelState) and (st.revoked or not (st.joined or st.tl.username)):
             raise _RpcFailure(400, "CHANNEL_PRIVATE")
         if isinstance(st, _ChatState) and st.revoked:
             raise _RpcFailure(400, "PEER_ID_INVALID")
@@ -1282,7 +1478,10 @@ class FakeTelegram:
             else [
                 ch
                 for ch in self._channels.values()
-                if not ch.revoked and ch.last_event_date is not None and (since is None or ch.last_event_date >= since)
+                if not ch.revoked
+                and ch.joined
+                and ch.last_event_date is not None
+                and (since is None or ch.last_event_date >= since)
             ]
         )
         if not events and not too_long:
@@ -1318,7 +1517,7 @@ class FakeTelegram:
             raise _RpcFailure(400, "PERSISTENT_TIMESTAMP_INVALID")
         if req.pts == ch.pts:
             return types.updates.ChannelDifferenceEmpty(pts=ch.pts, final=True)
-        limit = req.limit if req.limit > 0 else USER_CHANNEL_DIFF_LIMIT
+        limit = min(req.limit if req.limit > 0 else USER_CHANNEL_DIFF_LIMIT, self.channel_difference_limit)
         if req.pts + limit < ch.pts:
             # "The provided pts + limit < remote pts": the client must refetch history itself.
             latest = [ch.history.msgs[i] for i in reversed(ch.history.ids[-min(limit, HISTORY_PAGE_MAX) :])]
@@ -1407,13 +1606,21 @@ class FakeTelegram:
         return None
 
     def _by_ids(self, st_of: Callable[[int], _PeerState | None], items: Sequence[Any], peer: Any) -> list[Any]:
-        """Messages for a getMessages call, in the order asked (MessageEmpty or nothing for misses)."""
+        """Messages for a getMessages call, in the order asked (MessageEmpty or nothing for misses).
+
+        One entry per message returned, not per id asked: an existing message may be left out
+        (`omit_fraction`), so a client must match results by id, never by position.
+        """
         out = []
         for item in items:
             msg_id = self._input_message_id(item)
             st = None if msg_id is None else st_of(msg_id)
             msg = None if st is None or msg_id is None else st.history.msgs.get(msg_id)
             if msg is not None:
+                if self.omit_fraction and self._omit_rng.random() < self.omit_fraction:
+                    assert st is not None
+                    self.omitted_ids.append((st.marked, msg.id))
+                    continue
                 out.append(msg)
             elif not self.omit_missing_messages:
                 out.append(types.MessageEmpty(id=msg_id or 0, peer_id=peer))
@@ -1461,7 +1668,7 @@ class FakeTelegram:
 
     def _dialog_order(self) -> list[_PeerState]:
         """Dialogs as Telegram lists them: by the date of their top message, newest first."""
-        entries: list[_PeerState] = [ch for ch in self._channels.values() if not ch.revoked]
+        entries: list[_PeerState] = [ch for ch in self._channels.values() if not ch.revoked and ch.joined]
         entries += [c for c in self._chats.values() if not c.revoked]
         entries += [u for u in self._users.values() if len(u.history)]
 
@@ -1544,6 +1751,20 @@ class FakeTelegram:
 
     def _h_read_history(self, link: Link, req: Any) -> Any:
         return types.messages.AffectedMessages(pts=self.pts, pts_count=0)
+
+    def _h_join_channel(self, link: Link, req: Any) -> Any:
+        """channels.joinChannel: public channels only (private ones need an invite), answered with Updates."""
+        ch = self._resolve_input_channel(req.channel)
+        self._check_access(ch)
+        if ch.joined:
+            raise _RpcFailure(400, "USER_ALREADY_PARTICIPANT")
+        ch.joined = True
+        ch.tl.left = None
+        ch.members.append(self.me.id)
+        ch.tl.participants_count = len(ch.members)
+        return types.Updates(
+            updates=[types.UpdateChannel(channel_id=ch.tl.id)], users=[], chats=[ch.tl], date=self._now(), seq=0
+        )
 
     def _h_resolve_username(self, link: Link, req: Any) -> Any:
         st = self._usernames.get(req.username.lstrip("@").lower())

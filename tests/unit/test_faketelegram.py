@@ -7,6 +7,7 @@ up here first.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import time
@@ -16,15 +17,50 @@ from typing import Any
 import pytest
 from telethon import TelegramClient, errors, events, functions, types
 
-from tests.faketelegram import FakeTelegram, UnsupportedRequestError, wait_until
+from tests.faketelegram import (
+    SESSION_DEATH_CODES,
+    TELEGRAM_LIKE,
+    Bucket,
+    FakeTelegram,
+    RateLimits,
+    UnsupportedRequestError,
+    wait_until,
+)
+from tests.faketelegram.limits import RateLimiter
 
 Connect = Callable[..., Awaitable[TelegramClient]]
 
 
+class ScriptedClock:
+    """The fake's monotonic clock in these tests: real time plus what a test adds; or frozen, only that."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._frozen_at: float | None = None
+
+    def __call__(self) -> float:
+        base = time.monotonic() if self._frozen_at is None else self._frozen_at
+        return base + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Jump forward, as if `seconds` of Telegram's time had passed."""
+        self._offset += seconds
+
+    def freeze(self) -> None:
+        """Stop real time from counting, so waits come out exactly."""
+        self._frozen_at = time.monotonic()
+
+
 @pytest.fixture
-def fake() -> FakeTelegram:
-    """A fresh world per test, seeded so that random choices repeat."""
-    return FakeTelegram(seed=7)
+def clock() -> ScriptedClock:
+    """The monotonic clock the world's rate limits and spells run on."""
+    return ScriptedClock()
+
+
+@pytest.fixture
+def fake(clock: ScriptedClock) -> FakeTelegram:
+    """A fresh world per test with Telegram's defaults, seeded so that random choices repeat."""
+    return FakeTelegram(seed=7, monotonic=clock)
 
 
 @pytest.fixture
@@ -211,6 +247,7 @@ async def test_get_history_offset_arithmetic_matches_telegram(fake: FakeTelegram
 
 async def test_rich_message_fields_survive_the_trip_through_bytes(fake: FakeTelegram, connect: Connect) -> None:
     """Entities, media, replies, forwards, albums and counters reach Telethon intact, in history and live."""
+    fake.omit_fraction = 0  # about field fidelity: random omission is tested on its own
     channel = fake.add_channel("Broadcast", username="bc")
     chat = fake.add_chat("Basic")
     bot = fake.add_user("Helper", username="helper_bot", bot=True)
@@ -255,6 +292,7 @@ async def test_rich_message_fields_survive_the_trip_through_bytes(fake: FakeTele
 
 async def test_get_messages_by_ids_keeps_positions_for_deleted_ids(fake: FakeTelegram, connect: Connect) -> None:
     """channels.GetMessages answers MessageEmpty for deleted ids, which Telethon turns into None in place."""
+    fake.omit_fraction = 0  # about deleted ids: random omission of existing ones is tested on its own
     channel = fake.add_channel("Feed")
     fake.post_many(channel, 10)
     fake.delete(channel, [5])
@@ -268,6 +306,7 @@ async def test_get_messages_by_ids_keeps_positions_for_deleted_ids(fake: FakeTel
 async def test_omitted_missing_ids_shift_telethons_positional_pairing(fake: FakeTelegram, connect: Connect) -> None:
     """With omit_missing_messages, a deleted id is left out and Telethon returns a shorter list."""
     fake.omit_missing_messages = True
+    fake.omit_fraction = 0  # about deleted ids: random omission of existing ones is tested on its own
     channel = fake.add_channel("Feed")
     fake.post_many(channel, 10)
     fake.delete(channel, [5])
@@ -657,3 +696,538 @@ async def test_without_roundtrip_clients_still_work() -> None:
         await wait_until(lambda: len(seen) == 1)
     finally:
         await client.disconnect()
+
+
+async def test_duplicate_session_detection_is_on_by_default() -> None:
+    """Without being asked, the world revokes a key that two live connections use (AUTH_KEY_DUPLICATED)."""
+    fake = FakeTelegram()
+    first = fake.client(retry_delay=0)
+    await first.connect()
+    twin = fake.client(first.session.save(), retry_delay=0)
+    try:
+        with pytest.raises(errors.AuthKeyDuplicatedError):
+            await twin.connect()
+        with pytest.raises(errors.AuthKeyDuplicatedError):
+            await first.get_messages("me", limit=1)
+    finally:
+        await twin.disconnect()
+        await first.disconnect()
+
+
+def test_client_defaults_to_the_production_settings(fake: FakeTelegram) -> None:
+    """fake.client() builds the client as production does; a keyword argument still wins."""
+    client = fake.client()
+    overridden = fake.client(retry_delay=0, connection_retries=3)
+
+    assert (client.flood_sleep_threshold, client._no_updates) == (60, False)
+    assert (client._connection_retries, client._retry_delay) == (-1, 2)
+    assert (client._sender._retries, client._sender._delay) == (-1, 2)
+    assert (overridden._connection_retries, overridden._retry_delay) == (3, 0)
+
+
+# Flood limits
+
+
+def test_rate_limiter_announces_waits_until_a_token_and_escalates_when_not_waited() -> None:
+    """A drained bucket answers the seconds until the next token; sending during the wait doubles what is left."""
+    limiter = RateLimiter(RateLimits({"contacts.ResolveUsername": Bucket(2, 1 / 60)}))
+    key = "contacts.ResolveUsernameRequest"
+
+    assert [limiter.admit(key, 0.0) for _ in range(2)] == [None, None]
+    assert limiter.admit(key, 0.0) == 60
+    assert limiter.admit(key, 10.0) == 100  # 50 s were left: doubled
+    assert limiter.admit(key, 109.5) == 2  # 0.5 s were left: at least one second more, rounded up
+    assert limiter.admit(key, 111.5) is None  # waited out; 1.86 tokens have come back over 111.5 s
+    assert limiter.admit(key, 111.5) == 9  # 0.86 left: 8.5 s until the next whole token
+    assert (limiter.flood_waits[key], limiter.sent_during_wait[key]) == (4, 2)
+    assert limiter.admit("PingRequest", 0.0) is None
+
+
+def test_telegram_like_limits_name_the_strict_methods_and_never_pings() -> None:
+    """TELEGRAM_LIKE limits the heavy methods hardest, everything else by a default, and never a ping."""
+    assert TELEGRAM_LIKE.bucket_for("messages.GetHistoryRequest") == Bucket(20, 1.0)
+    assert TELEGRAM_LIKE.bucket_for("messages.GetHistory") == Bucket(20, 1.0)
+    assert TELEGRAM_LIKE.bucket_for("contacts.ResolveUsernameRequest") == Bucket(10, 1 / 60)
+    assert TELEGRAM_LIKE.bucket_for("channels.JoinChannelRequest") == Bucket(5, 1 / 120)
+    assert TELEGRAM_LIKE.bucket_for("help.GetConfigRequest") == Bucket(50, 10.0)
+    assert TELEGRAM_LIKE.bucket_for("PingRequest") is None
+    assert TELEGRAM_LIKE.bucket_for("PingDelayDisconnectRequest") is None
+
+
+async def _history(client: TelegramClient, channel: Any) -> Any:
+    return await client(
+        functions.messages.GetHistoryRequest(
+            peer=channel, offset_id=0, offset_date=None, add_offset=0, limit=1, max_id=0, min_id=0, hash=0
+        )
+    )
+
+
+async def test_a_history_burst_over_the_bucket_gets_flood_wait_from_the_fake(
+    fake: FakeTelegram, clock: ScriptedClock, connect: Connect
+) -> None:
+    """The 21st GetHistory at once raises FloodWaitError(seconds=1); Telethon remembers the wait in real time."""
+    channel = fake.add_channel("Feed")
+    client = await connect(flood_sleep_threshold=0)
+    clock.freeze()
+
+    for _ in range(20):
+        await _history(client, channel)
+    before = time.time()
+    with pytest.raises(errors.FloodWaitError) as raised:
+        await _history(client, channel)
+
+    assert raised.value.seconds == 1
+    assert fake.flood_waits == {"messages.GetHistoryRequest": 1}
+    assert ("messages.GetHistoryRequest", "rpc_error 420 FLOOD_WAIT_1") in fake.response_log
+    due = client._flood_waited_requests[functions.messages.GetHistoryRequest.CONSTRUCTOR_ID]
+    assert before + 1 <= due <= time.time() + 1  # Telethon's memory is on time.time(), not the fake's clock
+    assert fake.max_requests("messages.GetHistory", 1.0) == 21
+    clock.advance(1)
+    assert (await _history(client, channel)).count == 1  # Telethon lets waits under 3 s through at once
+
+
+async def test_telethon_sleeps_a_short_bucket_wait_itself_with_the_production_threshold(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """With flood_sleep_threshold=60 the bucket's FLOOD_WAIT_1 is slept through and the call succeeds."""
+    channel = fake.add_channel("Feed")
+    client = await connect()
+
+    started = time.monotonic()
+    for _ in range(21):
+        await _history(client, channel)
+
+    assert time.monotonic() - started >= 0.9  # one real second of Telethon's own sleep
+    assert fake.flood_waits["messages.GetHistoryRequest"] == 1
+    assert fake.count("messages.GetHistory") == 22
+
+
+async def test_resolve_username_is_the_strictest_and_waiting_less_makes_the_wait_longer(
+    fake: FakeTelegram, clock: ScriptedClock, connect: Connect
+) -> None:
+    """The 11th ResolveUsername waits 60 s; asking again 10 s in doubles the 50 s left; waiting it out works."""
+    fake.add_channel("News", username="news")
+    client = await connect(flood_sleep_threshold=0)
+    clock.freeze()
+    resolve = functions.contacts.ResolveUsernameRequest("news")
+    for _ in range(10):
+        await client(resolve)
+
+    with pytest.raises(errors.FloodWaitError) as first:
+        await client(resolve)
+    clock.advance(10)
+    FakeTelegram.forget_flood_waits(client)  # else Telethon refuses locally: the point is the server's answer
+    with pytest.raises(errors.FloodWaitError) as second:
+        await client(resolve)
+    clock.advance(100)
+    FakeTelegram.forget_flood_waits(client)
+
+    assert (first.value.seconds, second.value.seconds) == (60, 100)
+    assert fake.sent_during_wait == {"contacts.ResolveUsernameRequest": 1}
+    assert isinstance(await client(resolve), types.contacts.ResolvedPeer)
+
+
+async def test_dialog_pages_wait_about_25_seconds_after_the_first_three(
+    fake: FakeTelegram, clock: ScriptedClock, connect: Connect
+) -> None:
+    """messages.GetDialogs allows three pages at once, then one per 25 s."""
+    for i in range(350):
+        fake.add_channel(f"Group {i}", megagroup=True)
+    client = await connect(flood_sleep_threshold=0)
+    clock.freeze()
+
+    with pytest.raises(errors.FloodWaitError) as raised:
+        _ = [d async for d in client.iter_dialogs()]
+
+    assert raised.value.seconds == 25
+    assert fake.count("messages.GetDialogs") == 4
+
+
+async def test_pings_are_never_limited_and_other_calls_share_the_default_bucket(
+    fake: FakeTelegram, clock: ScriptedClock, connect: Connect
+) -> None:
+    """A hundred pings pass; the 51st help.GetConfig in an instant waits (default bucket 50, 10/s)."""
+    client = await connect(flood_sleep_threshold=0)
+    clock.freeze()
+    fake.reset_counters()
+
+    for i in range(100):
+        await client(functions.PingRequest(ping_id=i))
+    for _ in range(49):  # the connect already took one token
+        await client(functions.help.GetConfigRequest())
+    with pytest.raises(errors.FloodWaitError) as raised:
+        await client(functions.help.GetConfigRequest())
+
+    assert raised.value.seconds == 1
+    assert fake.flood_waits == {"help.GetConfigRequest": 1}
+    assert fake.max_requests("PingRequest", 0.001) == 100
+
+
+async def test_scripted_faults_fire_before_the_limits(
+    fake: FakeTelegram, clock: ScriptedClock, connect: Connect
+) -> None:
+    """A scripted error is answered even when the bucket is empty (it is not replaced by FLOOD_WAIT)."""
+    channel = fake.add_channel("Feed")
+    client = await connect(flood_sleep_threshold=0)
+    clock.freeze()
+    for _ in range(20):
+        await _history(client, channel)
+    fake.faults.rpc_error("messages.GetHistory", "CHANNEL_INVALID")
+
+    with pytest.raises(errors.ChannelInvalidError):
+        await _history(client, channel)
+    with pytest.raises(errors.FloodWaitError):
+        await _history(client, channel)
+
+
+async def test_without_rate_limits_nothing_waits(clock: ScriptedClock) -> None:
+    """rate_limits=None switches the buckets off: a hundred history calls at one instant all succeed."""
+    fake = FakeTelegram(rate_limits=None, monotonic=clock)
+    channel = fake.add_channel("Feed")
+    clock.freeze()
+    client = fake.client(flood_sleep_threshold=0)
+    await client.connect()
+    try:
+        for _ in range(100):
+            await _history(client, channel)
+    finally:
+        await client.disconnect()
+    assert fake.flood_waits == {}
+    assert fake.max_requests(functions.messages.GetHistoryRequest, 0.001) == 100
+
+
+async def test_reset_counters_clears_the_limit_logs_but_not_the_buckets(
+    fake: FakeTelegram, clock: ScriptedClock, connect: Connect
+) -> None:
+    """reset_counters forgets request times, flood-wait counts and omissions; an empty bucket stays empty."""
+    channel = fake.add_channel("Feed")
+    client = await connect(flood_sleep_threshold=0)
+    clock.freeze()
+    for _ in range(20):
+        await _history(client, channel)
+    with pytest.raises(errors.FloodWaitError):
+        await _history(client, channel)
+
+    fake.reset_counters()
+
+    assert (fake.request_times, fake.flood_waits, fake.sent_during_wait, fake.omitted_ids) == ([], {}, {}, [])
+    FakeTelegram.forget_flood_waits(client)
+    with pytest.raises(errors.FloodWaitError):
+        await _history(client, channel)
+    assert fake.sent_during_wait == {"messages.GetHistoryRequest": 1}
+
+
+def test_max_requests_counts_the_busiest_sliding_window(clock: ScriptedClock) -> None:
+    """max_requests is the most requests of a kind in any window of the given length."""
+    fake = FakeTelegram(monotonic=clock)
+    fake.request_times = [(t, "messages.GetHistoryRequest") for t in (0.0, 0.5, 0.9, 1.0, 1.4, 5.0)]
+    fake.request_times.append((0.6, "PingRequest"))
+    fake.request_times.sort()
+
+    assert fake.max_requests("messages.GetHistory", 1.0) == 4  # 0.5, 0.9, 1.0, 1.4
+    assert fake.max_requests("messages.GetHistory", 0.01) == 1
+    assert fake.max_requests(None, 1.0) == 5
+
+
+# Omitted ids
+
+
+async def test_get_messages_leaves_out_existing_ids_and_a_retry_may_get_them(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """channels.GetMessages omits existing messages at random: Telethon returns fewer, matched by id only."""
+    fake.omit_fraction = 0.3
+    channel = fake.add_channel("Feed")
+    fake.post_many(channel, 60)
+    client = await connect()
+    asked = list(range(2, 52))
+
+    first = await client.get_messages(channel, ids=asked)
+    omitted = [i for peer, i in fake.omitted_ids if peer == fake.peer_id(channel)]
+    second = await client.get_messages(channel, ids=omitted)
+
+    got = [m.id for m in first if m is not None]
+    assert 0 < len(omitted) < len(asked)
+    assert sorted(got + omitted) == asked
+    assert len(first) == len(asked) - len(omitted)  # one entry per message returned, not per id asked
+    assert {m.id for m in second if m is not None} & set(omitted)
+
+
+async def test_basic_group_get_messages_omits_too(fake: FakeTelegram, connect: Connect) -> None:
+    """messages.GetMessages (basic groups, private chats) leaves out existing ids like channels do."""
+    fake.omit_fraction = 0.5
+    chat = fake.add_chat("Basic")
+    posted = [fake.post(chat, f"m{i}", push=False).id for i in range(30)]
+    client = await connect()
+
+    got = await client.get_messages(chat, ids=posted)
+
+    returned = [m.id for m in got if m is not None]
+    assert sorted(returned + [i for _, i in fake.omitted_ids]) == posted
+    assert fake.omitted_ids and all(peer == fake.peer_id(chat) for peer, _ in fake.omitted_ids)
+
+
+# Spells of server errors
+
+
+async def test_a_spell_longer_than_telethons_retries_raises_and_ends_on_the_fakes_clock(
+    fake: FakeTelegram, clock: ScriptedClock, connect: Connect
+) -> None:
+    """A 20 s RPC_CALL_FAIL spell outlasts Telethon's 5 retries (2 s apart): ValueError; after it, success."""
+    channel = fake.add_channel("Feed")
+    fake.post_many(channel, 5)
+    client = await connect()
+    started = clock()
+    fake.faults.spell(functions.messages.GetHistoryRequest, 20)
+
+    with pytest.raises(ValueError, match=r"^Request was unsuccessful 6 time\(s\)$"):
+        await client.get_messages(channel, limit=5)
+
+    assert clock() - started < 20  # gave up inside the spell
+    assert [f.message for f in fake.faults.fired] == ["RPC_CALL_FAIL"] * 6
+    assert len(await client.get_messages(fake.me, limit=1)) == 0  # other requests are not in the spell
+    clock.advance(20)
+    assert len(await client.get_messages(channel, limit=5)) == 5
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "raised"),
+    [
+        ("Timeout", -503, errors.TimedOutError),
+        ("INTERNAL", 500, errors.ServerError),
+        ("RPC_CALL_FAIL", 500, errors.RpcCallFailError),
+    ],
+)
+async def test_spell_errors_map_to_telethons_server_errors(
+    fake: FakeTelegram, connect: Connect, message: str, code: int, raised: type[Exception]
+) -> None:
+    """Each kind of spell reaches the caller as Telethon's own class once its retries are spent."""
+    client = await connect(request_retries=0, raise_last_call_error=True)
+    fake.faults.spell(None, 60, message=message, code=code)
+
+    with pytest.raises(raised):
+        await client.get_messages(fake.me, limit=1)
+    await client(functions.PingRequest(ping_id=1))  # pings and the config stay out of an all-request spell
+    await client(functions.help.GetConfigRequest())
+
+
+# Too long
+
+
+async def test_150_dropped_updates_then_one_delivered_lose_everything_in_telethon(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """Over the difference limit, getChannelDifference answers TooLong and Telethon returns none of the missed."""
+    channel = fake.add_channel("Super", megagroup=True)
+    client = await connect()
+    seen = _collector(client, events.NewMessage())
+    fake.post(channel, "pts anchor")
+    await wait_until(lambda: len(seen) == 1)
+
+    fake.faults.drop_next_updates(150)
+    fake.burst(channel, 150)
+    fake.post(channel, "delivered, reveals the gap")
+
+    await wait_until(lambda: fake.count("updates.GetChannelDifference") >= 1)
+    await wait_until(lambda: channel.id not in client._message_box.getting_diff_for)
+    answers = [answer for key, answer in fake.response_log if key == "updates.GetChannelDifferenceRequest"]
+    assert answers[0] == "ChannelDifferenceTooLong"
+    assert fake.faults.dropped_updates == 150
+    assert len(seen) == 1
+
+
+async def test_channel_too_long_makes_telethon_ask_and_a_small_limit_makes_it_too_long(
+    clock: ScriptedClock,
+) -> None:
+    """updateChannelTooLong makes Telethon ask: under channel_difference_limit it gets messages, past it TooLong."""
+    fake = FakeTelegram(monotonic=clock, channel_difference_limit=5)
+    channel = fake.add_channel("Super", megagroup=True)
+    client = fake.client(retry_delay=0)
+    await client.connect()
+    try:
+        seen = _collector(client, events.NewMessage())
+        fake.post(channel, "pts anchor")
+        await wait_until(lambda: len(seen) == 1)
+
+        quiet = [fake.post(channel, f"quiet {i}", push=False) for i in range(3)]
+        fake.push_channel_too_long(channel)
+        await wait_until(lambda: len(seen) == 4)
+        fake.post_many(channel, 6)
+        fake.push_channel_too_long(channel)
+        await wait_until(lambda: fake.count("updates.GetChannelDifference") >= 2)
+        await wait_until(lambda: channel.id not in client._message_box.getting_diff_for)
+    finally:
+        await client.disconnect()
+    answers = [answer for key, answer in fake.response_log if key == "updates.GetChannelDifferenceRequest"]
+    assert [ev.message.id for ev in seen[1:]] == [m.id for m in quiet]
+    assert answers[:2] == ["ChannelDifference", "ChannelDifferenceTooLong"]
+    assert len(seen) == 4
+
+
+# Channels the account has not joined
+
+
+async def test_an_unjoined_public_channel_is_readable_but_sends_no_updates(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """joined=False: the Channel is left, not a dialog, its history reads, and its posts are not pushed."""
+    public = fake.add_channel("Public", username="public", joined=False)
+    joined = fake.add_channel("Joined", megagroup=True)
+    fake.post_many(public, 5)
+    client = await connect()
+    seen = _collector(client, events.NewMessage())
+
+    entity = await client.get_entity("@public")
+    history = [m.id async for m in client.iter_messages(entity, reverse=True, wait_time=0)]
+    fake.post(public, "not pushed")
+    marker = fake.post(joined, "pushed")
+
+    await wait_until(lambda: len(seen) == 1)
+    assert seen[0].message.id == marker.id
+    assert entity.left
+    assert history == list(range(1, 7))
+    assert [d.name async for d in client.iter_dialogs()] == ["Joined"]
+    assert not fake.is_joined(public)
+
+
+async def test_an_unjoined_private_channel_answers_channel_private(fake: FakeTelegram, connect: Connect) -> None:
+    """Without a username an unjoined channel cannot be read or joined: CHANNEL_PRIVATE."""
+    private = fake.add_channel("Private", joined=False)
+    client = await connect()
+
+    with pytest.raises(errors.ChannelPrivateError):
+        await client.get_messages(private, limit=1)
+    with pytest.raises(errors.ChannelPrivateError):
+        await client(functions.channels.JoinChannelRequest(private))
+    assert not fake.is_joined(private)
+
+
+async def test_join_channel_joins_and_updates_start(fake: FakeTelegram, connect: Connect) -> None:
+    """channels.JoinChannel answers Updates with the joined channel; live posts then arrive; twice is an error."""
+    public = fake.add_channel("Public", username="public", joined=False)
+    client = await connect()
+    seen = _collector(client, events.NewMessage())
+    entity = await client.get_entity("@public")
+
+    result = await client(functions.channels.JoinChannelRequest(entity))
+    posted = fake.post(public, "now pushed")
+
+    assert isinstance(result, types.Updates)
+    assert [type(u) for u in result.updates] == [types.UpdateChannel]
+    assert not result.chats[0].left
+    assert fake.is_joined(public)
+    await wait_until(lambda: len(seen) == 1)
+    assert seen[0].message.id == posted.id
+    assert [d.name async for d in client.iter_dialogs()] == ["Public"]
+    with pytest.raises(errors.UserAlreadyParticipantError):
+        await client(functions.channels.JoinChannelRequest(entity))
+
+
+async def test_joining_is_rate_limited(fake: FakeTelegram, clock: ScriptedClock, connect: Connect) -> None:
+    """The sixth join in a row waits two minutes (5 at once, one per 120 s)."""
+    channels = [fake.add_channel(f"Public {i}", username=f"public{i}", joined=False) for i in range(6)]
+    client = await connect(flood_sleep_threshold=0)
+    clock.freeze()
+
+    for channel in channels[:5]:
+        await client(functions.channels.JoinChannelRequest(channel))
+    with pytest.raises(errors.FloodWaitError) as raised:
+        await client(functions.channels.JoinChannelRequest(channels[5]))
+
+    assert raised.value.seconds == 120
+    assert not fake.is_joined(channels[5])
+
+
+# Session death
+
+
+@pytest.mark.parametrize(
+    ("message", "raised"),
+    [
+        ("SESSION_REVOKED", errors.SessionRevokedError),
+        ("AUTH_KEY_UNREGISTERED", errors.AuthKeyUnregisteredError),
+        ("USER_DEACTIVATED_BAN", errors.UserDeactivatedBanError),
+        ("AUTH_KEY_DUPLICATED", errors.AuthKeyDuplicatedError),
+    ],
+)
+async def test_a_session_killed_by_rpc_reconnects_and_every_request_fails(
+    fake: FakeTelegram, connect: Connect, message: str, raised: type[Exception]
+) -> None:
+    """kill_session(how='rpc') cuts the connection; Telethon reconnects for ever, then each request raises."""
+    channel = fake.add_channel("Feed")
+    client = await connect()  # connection_retries=-1, as in production
+    get_users = fake.count("users.GetUsers")
+
+    assert fake.kill_session(client, "rpc", message) == 1
+    await wait_until(lambda: fake.count("users.GetUsers") > get_users)  # Telethon's reconnect hook: get_me
+
+    code = SESSION_DEATH_CODES[message]
+    assert ("users.GetUsersRequest", f"rpc_error {code} {message}") in fake.response_log
+    with pytest.raises(raised):
+        await client.get_messages(channel, limit=1)
+    assert client.is_connected()  # Telethon still "wants" to be connected
+    assert fake.is_connected(client)
+
+
+def test_kill_session_refuses_unknown_errors_and_modes(fake: FakeTelegram) -> None:
+    """An error Telegram does not kill sessions with, or an unknown mode, is a ValueError naming it."""
+    session = fake.new_session()
+    with pytest.raises(ValueError, match="FLOOD_WAIT_5"):
+        fake.kill_session(session, "rpc", "FLOOD_WAIT_5")
+    with pytest.raises(ValueError, match="'tcp'"):
+        fake.kill_session(session, "tcp")
+
+
+async def test_a_session_killed_at_the_transport_ends_the_client_with_auth_key_not_found(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """kill_session(how='transport'): Telethon reconnects, gets -404, disconnects for good with AuthKeyNotFound."""
+    channel = fake.add_channel("Feed")
+    client = await connect()  # connection_retries=-1, as in production
+
+    assert fake.kill_session(client, "transport") == 1
+
+    with pytest.raises(errors.AuthKeyNotFound):
+        await asyncio.wait_for(client.disconnected, 5)
+    assert fake.transport_errors == [-404]
+    assert not client.is_connected()
+    assert not fake.is_connected(client)
+    with pytest.raises(ConnectionError):
+        await client.get_messages(channel, limit=1)
+
+
+async def test_a_restart_on_a_forgotten_key_fails_to_connect(fake: FakeTelegram, connect: Connect) -> None:
+    """A new client on a key the server forgot gets -404 on its first message: connect raises AuthKeyNotFound."""
+    first = await connect()
+    saved = first.session.save()
+    await first.disconnect()
+    fake.kill_session(first, "transport")
+    again = fake.client(saved, retry_delay=0)
+
+    try:
+        with pytest.raises(errors.AuthKeyNotFound):
+            await again.connect()
+        with pytest.raises(errors.AuthKeyNotFound):
+            await again.disconnected  # the sender ended for good, with the same error
+        assert not again.is_connected()
+    finally:
+        await again.disconnect()
+
+
+async def test_channel_too_long_for_a_channel_telethon_holds_no_state_for_is_dropped(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """updateChannelTooLong for a channel Telethon has seen no update of asks nothing: the news is lost."""
+    silent = fake.add_channel("Silent", megagroup=True)
+    loud = fake.add_channel("Loud", megagroup=True)
+    client = await connect()
+    seen = _collector(client, events.NewMessage())
+    missed = fake.post(silent, "never pushed", push=False)
+
+    fake.push_channel_too_long(silent)
+    marker = fake.post(loud, "after the too-long")
+
+    await wait_until(lambda: len(seen) == 1)
+    assert seen[0].message.id == marker.id
+    assert missed.id not in [ev.message.id for ev in seen if ev.chat_id == fake.peer_id(silent)]
+    assert fake.count("updates.GetChannelDifference") == 0
