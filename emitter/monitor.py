@@ -222,7 +222,7 @@ class Monitor:
         if page.failed is not None:
             if self.stats.failed.get(gid) != page.failed:
                 log.error(
-                    "group %d (%s) cannot be read: %s; re-checked later, the other groups go on",
+                    "group %d (%s) failed: %s; re-checked later, the other groups go on",
                     gid,
                     page.group.title or "",
                     page.failed,
