@@ -18,10 +18,12 @@ def client_options() -> dict[str, Any]:
 
     A monitor outlives any outage: Telethon's default of 5 reconnect attempts (about 35 s) would leave
     requests queued on a dead sender for good, so it reconnects for ever (readiness shows the outage).
-    FloodWaits are the request gateway's: it sets Telethon's own `flood_sleep_threshold` to 0 when it
-    attaches, so that a wait holds one kind of request instead of sleeping in every task at once.
+    FloodWaits and retries are the request gateway's: it sets Telethon's own `flood_sleep_threshold` to 0
+    and its `request_retries` to 1 when it attaches, so that a wait holds one kind of request instead of
+    sleeping in every task at once, and a spell of 500s is retried with backoff through the pacing instead of
+    five times in ten seconds behind its back.
     """
-    return {"receive_updates": True, "connection_retries": -1, "retry_delay": 2}
+    return {"receive_updates": True, "connection_retries": -1, "retry_delay": 2, "request_retries": 1}
 
 
 def make_client(settings: TelegramSettings, **overrides: Any) -> TelegramClient:

@@ -210,9 +210,8 @@ class TelegramSource(Service):
         """Notice a session Telegram ended and the transport's real state (sampled once a second)."""
         while True:
             disconnected = self.client.disconnected
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await asyncio.shield(disconnected)
+            # asyncio.wait neither raises the future's error nor cancels it: it is read below.
+            await asyncio.wait({disconnected}, timeout=1.0)
             if disconnected.done() and not self._stopping:
                 self._disconnected_for_good(disconnected)
                 return

@@ -21,7 +21,9 @@ import urllib.request
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
+from emitter.clock import ScaledClock
 from reliability.common import (
+    SPEED,
     Broker,
     Child,
     LivePosts,
@@ -114,7 +116,7 @@ def _outage(broker: Broker, ready: Readiness, rng: random.Random, proc: BaseProc
 
 def _world(seed: int, history: int) -> tuple[FakeTelegram, list[str | int], list[int]]:
     """A channel with a long history to backfill, and a supergroup that mostly gets the live traffic."""
-    fake = FakeTelegram(seed=seed)
+    fake = FakeTelegram(seed=seed, monotonic=ScaledClock(SPEED).monotonic)
     archive = fake.add_channel("Archive", username="archive")
     fake.post_many(archive, history)
     chat = fake.add_channel("Chat", username="chat", megagroup=True)

@@ -53,7 +53,7 @@ def run(broker: Broker, row: Row, *, seed: int, quick: bool) -> None:
 
 
 async def _one(broker: Broker, policy: str, seed: int, row: Row) -> None:
-    fake = FakeTelegram(seed=seed)
+    fake = FakeTelegram(seed=seed, monotonic=ScaledClock(SPEED).monotonic)
     group = fake.add_channel("Poison", username="poison", megagroup=True)
     gid = fake.peer_id(group)
     fake.post_many(group, 50)

@@ -15,7 +15,9 @@ import time
 from collections import Counter
 from multiprocessing.process import BaseProcess
 
+from emitter.clock import ScaledClock
 from reliability.common import (
+    SPEED,
     Broker,
     Child,
     LivePosts,
@@ -37,7 +39,7 @@ PHASES = ("backfill", "live", "sweep")
 
 def _world(seed: int, history: tuple[int, int, int]) -> tuple[FakeTelegram, list[str | int], list[int]]:
     """A supergroup, a broadcast channel and a basic group (whose ids the account's private chats share)."""
-    fake = FakeTelegram(seed=seed)
+    fake = FakeTelegram(seed=seed, monotonic=ScaledClock(SPEED).monotonic)
     alpha = fake.add_channel("Alpha", username="alpha", megagroup=True)
     fake.post_many(alpha, history[0])
     beta = fake.add_channel("Beta", username="beta")

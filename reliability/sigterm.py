@@ -20,9 +20,11 @@ import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from emitter.clock import ScaledClock
 from emitter.cursor import GroupCursor
 from emitter.settings import Settings
 from reliability.common import (
+    SPEED,
     Broker,
     Child,
     LivePosts,
@@ -47,7 +49,7 @@ GRACE = 5.0
 def _world(seed: int, history: int) -> tuple[FakeTelegram, list[str | int], list[int]]:
     """Three supergroups that get most of the live traffic (each busy feeder is a chance to hit a race in
     the stop), and a broadcast channel."""
-    fake = FakeTelegram(seed=seed)
+    fake = FakeTelegram(seed=seed, monotonic=ScaledClock(SPEED).monotonic)
     chats = [fake.add_channel(f"Busy {i}", username=f"busy{i}", megagroup=True) for i in range(3)]
     chats.append(fake.add_channel("News", username="news"))
     for chat in chats:

@@ -83,7 +83,7 @@ def run(broker: Broker, row: Row, *, seed: int, quick: bool) -> None:
 async def _run(broker: Broker, row: Row, *, seed: int, quick: bool) -> None:
     outage = OUTAGE / 10 if quick else OUTAGE
     scale = 1 if quick else 3
-    fake = FakeTelegram(seed=seed)
+    fake = FakeTelegram(seed=seed, monotonic=ScaledClock(SPEED).monotonic)
     busy = fake.add_channel("Busy", username="busy", megagroup=True)
     fake.post_many(busy, 1_000 * scale)
     limited = fake.add_channel("Limited", username="limited")

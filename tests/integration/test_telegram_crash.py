@@ -55,7 +55,7 @@ def _child(fake: FakeTelegram, settings: Settings, session: str) -> None:
 
 def test_sigkill_during_follow_then_restart_with_string_session(settings: Settings) -> None:
     """A follow killed mid-stream and restarted from a StringSession publishes every message exactly once."""
-    fake = FakeTelegram(seed=3)
+    fake = FakeTelegram(seed=3, monotonic=ScaledClock(SPEED).monotonic)
     channel = fake.add_channel("Crashy", username="crashy", megagroup=True)
     fake.post_many(channel, HISTORY)
     gid = fake.peer_id(channel)

@@ -13,7 +13,7 @@ import pytest
 from emitter.clock import ScaledClock
 from emitter.settings import Settings
 from tests.faketelegram import FakeTelegram, wait_until
-from tests.integration.telegram_harness import emitter, new_ids, published, wait_for_ids
+from tests.integration.telegram_harness import SPEED, emitter, new_ids, published, wait_for_ids
 
 
 def marked(channel: object) -> int:
@@ -27,7 +27,7 @@ def history_requests(fake: FakeTelegram, peer: int) -> int:
 
 @pytest.fixture
 def fake() -> FakeTelegram:
-    return FakeTelegram(seed=1)
+    return FakeTelegram(seed=1, monotonic=ScaledClock(SPEED).monotonic)
 
 
 async def test_backfill_of_three_groups_once_in_order_at_ten_requests_per_thousand(

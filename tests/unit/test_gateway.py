@@ -50,6 +50,7 @@ class StandIn:
         self.connected = True
         self._flood_waited_requests: dict[int, float] = {}
         self.flood_sleep_threshold = 60
+        self._request_retries = 5
 
     def is_connected(self) -> bool:
         return self.connected
@@ -226,9 +227,10 @@ async def test_a_dead_session_stops_every_request() -> None:
 
 
 async def test_attaching_takes_flood_sleeping_away_from_telethon() -> None:
-    """Telethon's own sleeping would wake every waiter at once: the gateway owns the waits."""
+    """Telethon's own sleeping would wake every waiter at once, its own retries skip the pacing: both are off."""
     clock = ScaledClock(200)
     gw, client = gateway(clock)
     assert client.flood_sleep_threshold == 0
+    assert client._request_retries == 1
     gw.detach()
     assert "_call" not in vars(client)
