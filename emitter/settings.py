@@ -98,6 +98,9 @@ class TelegramSettings(_Section):
     recheck_interval: float = Field(
         default=300.0, gt=0, description="Seconds between checks of a group the account lost access to."
     )
+    takeout: bool = Field(
+        default=False, description="Backfill through a takeout session (Telegram's bulk export, lower limits)."
+    )
     join_channels: bool = Field(
         default=False, description="Join public channels the account is not in (Telegram pushes nothing else)."
     )

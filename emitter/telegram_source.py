@@ -108,6 +108,7 @@ class TelegramSource(Service):
         unjoined_sweep_interval: float = 10.0,
         unreachable_after: float = 60.0,
         stall_after: float = 900.0,
+        takeout: bool = False,
     ) -> None:
         self.client = client
         self.tracer = tracer or default_tracer()
@@ -127,6 +128,9 @@ class TelegramSource(Service):
         self.unjoined_sweep_interval = unjoined_sweep_interval
         self.unreachable_after = unreachable_after
         self.stall_after = stall_after
+        self.takeout = takeout
+        self._takeout: Any = None
+        """The open takeout session (Telethon's `_TakeoutClient`), once a backfill asked for it."""
         self.resolver = Resolver(client)
         self.live = LiveDispatch(client, self.stats, clock)
         self._own_client = own_client
@@ -169,6 +173,7 @@ class TelegramSource(Service):
             unjoined_sweep_interval=settings.unjoined_sweep_interval,
             unreachable_after=settings.unreachable_after,
             stall_after=settings.stall_after,
+            takeout=settings.takeout,
             **kwargs,
         )
 
@@ -192,6 +197,7 @@ class TelegramSource(Service):
         """Remove handlers; disconnect the client if this source created it (idempotent)."""
         self._stopping = True
         self.live.stop()
+        await self._close_takeout()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.cancel()
@@ -201,6 +207,39 @@ class TelegramSource(Service):
             if self.client.is_connected():
                 await self.client.disconnect()
             self.gateway.detach()
+
+    async def _history_client(self) -> Any:
+        """Who backfill walks ask: a takeout session when configured (Telegram's bulk export, lower flood
+        limits), else the client. Telegram may want the export confirmed on another device first; until
+        then the walks use the client, paced as usual."""
+        if not self.takeout:
+            return self.client
+        if self._takeout is None:
+            # A takeout a crashed run left open is still in a file session: go on with it.
+            resume = self.client.session.takeout_id is not None
+            opening = (
+                self.client.takeout(finalize=True)
+                if resume
+                else self.client.takeout(finalize=True, chats=True, megagroups=True, channels=True)
+            )
+            try:
+                self._takeout = await opening.__aenter__()
+            except errors.TakeoutInitDelayError as e:
+                log.warning(
+                    "Telegram wants the data export confirmed first (open Telegram on another device and allow "
+                    "it, or wait %d s): backfilling without takeout meanwhile",
+                    e.seconds,
+                )
+                self.takeout = False
+                return self.client
+            log.info("backfilling through takeout session %s", self.client.session.takeout_id)
+        return self._takeout
+
+    async def _close_takeout(self) -> None:
+        takeout, self._takeout = self._takeout, None
+        if takeout is not None and self.client.is_connected():
+            with contextlib.suppress(errors.RPCError, ValueError, ConnectionError):
+                await takeout.__aexit__(None, None, None)
 
     def remember(self, committed: Mapping[int, GroupCursor]) -> None:
         """The committed cursors: their stored peers spare resolving groups again."""
@@ -385,10 +424,9 @@ class TelegramSource(Service):
         offset_date = window.start_date if cursor(state.group.id).cursor <= 0 else None
         remaining = window.limit
         page = _PageBuilder(self, state, source)
+        client = await self._history_client() if source is Source.BACKFILL else self.client
         # Pacing is the gateway's: Telethon's own wait between pages would only add to it.
-        history = self.client.iter_messages(
-            state.entity, min_id=start, reverse=True, wait_time=0, offset_date=offset_date
-        )
+        history = client.iter_messages(state.entity, min_id=start, reverse=True, wait_time=0, offset_date=offset_date)
         async for message in history:
             self._check_fatal()
             if window.end_date is not None and message.date > window.end_date:

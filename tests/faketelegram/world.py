@@ -302,6 +302,13 @@ class FakeTelegram:
         self.dc_address = dc_address
         self.dc_port = dc_port
 
+        self.takeout_delay = 0
+        """While non-zero, account.initTakeoutSession answers TAKEOUT_INIT_DELAY_<this> (the user must confirm
+        the data export on another device, as Telegram asks)."""
+        self.takeouts = 0
+        self.takeouts_finished = 0
+        self.takeout_requests = 0
+        """Requests that came wrapped in invokeWithTakeout."""
         self.faults = FaultPlan(seed=seed, monotonic=self.monotonic)
         self.rate_limits = rate_limits
         self._limiter = RateLimiter(rate_limits or RateLimits())
@@ -374,6 +381,8 @@ class FakeTelegram:
             functions.channels.GetFullChannelRequest: self._h_get_full_channel,
             functions.channels.ReadHistoryRequest: self._h_true,
             functions.channels.JoinChannelRequest: self._h_join_channel,
+            functions.account.InitTakeoutSessionRequest: self._h_init_takeout,
+            functions.account.FinishTakeoutSessionRequest: self._h_finish_takeout,
             functions.contacts.ResolveUsernameRequest: self._h_resolve_username,
         }
 
@@ -1242,6 +1251,8 @@ class FakeTelegram:
         while isinstance(inner, WRAPPERS):
             if isinstance(inner, functions.InvokeWithoutUpdatesRequest):
                 link.receives_updates = False
+            if isinstance(inner, functions.InvokeWithTakeoutRequest):
+                self.takeout_requests += 1
             inner = inner.query
         key = request_key(inner)
         self.request_counts[key] += 1
@@ -1751,6 +1762,17 @@ class FakeTelegram:
 
     def _h_read_history(self, link: Link, req: Any) -> Any:
         return types.messages.AffectedMessages(pts=self.pts, pts_count=0)
+
+    def _h_init_takeout(self, link: Link, req: Any) -> Any:
+        """account.initTakeoutSession: a takeout id, or TAKEOUT_INIT_DELAY while the user has not confirmed."""
+        if self.takeout_delay:
+            raise _RpcFailure(420, f"TAKEOUT_INIT_DELAY_{int(self.takeout_delay)}")
+        self.takeouts += 1
+        return types.account.Takeout(id=self.takeouts)
+
+    def _h_finish_takeout(self, link: Link, req: Any) -> bool:
+        self.takeouts_finished += 1
+        return True
 
     def _h_join_channel(self, link: Link, req: Any) -> Any:
         """channels.joinChannel: public channels only (private ones need an invite), answered with Updates."""
