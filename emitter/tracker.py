@@ -41,17 +41,21 @@ class Tracker:
         if cur.failed is not None:  # a group that yields pages again has recovered (access restored)
             cur = cur.with_failure(None)
         fresh: list[MessageEvent] = []
-        live = page.walked_to is None
+        new_ids: list[int] = []
         for event in page.events:
             if event.event_type is EventType.NEW:
                 if cur.is_published(event.message_id):
                     self.duplicates += 1
                     continue
-                if live:
-                    cur = cur.with_live(event.message_id)
+                new_ids.append(event.message_id)
             fresh.append(event)
         if page.walked_to is not None:
             cur = cur.walked_to(page.walked_to)
+        # Whatever lies above the cursor once the page is taken is published all the same: live events, and
+        # ids a by-id fetch returned beyond an id Telegram left out (the cursor stopped in front of that one).
+        for msg_id in new_ids:
+            if msg_id > cur.cursor:
+                cur = cur.with_live(msg_id)
         if page.moved_to is not None:
             cur = cur.with_move(page.moved_to.id)
         self._cursors[cur.group_id] = cur

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from emitter.cursor import GroupCursor, PeerRef
+from emitter.protocols import Page
+from emitter.records import EventType, Group, MessageEvent, Source, utc_now
 from emitter.sweep import chunks, holes_to_fetch, proven_to
+from emitter.tracker import Tracker
+
+
+def event(group: Group, msg_id: int) -> MessageEvent:
+    return MessageEvent(EventType.NEW, group, msg_id, Source.SWEEP, utc_now())
 
 
 def live(cursor: int, *ids: int) -> GroupCursor:
@@ -67,3 +74,18 @@ def test_a_stored_peer_survives_the_cursor_document() -> None:
     old = GroupCursor(-1001234, cursor=7)
     assert GroupCursor.from_bytes(old.to_bytes()).peer is None
     assert cur.walked_to(9).peer == cur.peer and cur.with_live(12).peer == cur.peer
+
+
+def test_ids_returned_beyond_an_omitted_one_count_as_published() -> None:
+    """A by-id page whose cursor stops before an omitted id still records what it returned above it, so the
+    history walk that follows does not publish those ids a second time."""
+    group = Group(id=1)
+    tracker = Tracker({1: live(0, 10)})
+    returned = [event(group, i) for i in (1, 2, 4, 5)]  # 3 left out, 6-9 too
+    events, cur = tracker.accept(Page(group, returned, walked_to=proven_to(tracker.cursor(1), {1, 2, 4, 5}, set())))
+    assert [e.message_id for e in events] == [1, 2, 4, 5]
+    assert cur.cursor == 2 and cur.is_published(4) and cur.is_published(5) and not cur.is_published(3)
+    walk = [event(group, i) for i in range(3, 11)]
+    again, cur = tracker.accept(Page(group, walk, walked_to=10))
+    assert [e.message_id for e in again] == [3, 6, 7, 8, 9]
+    assert cur.cursor == 10 and cur.above == ()
