@@ -159,13 +159,15 @@ def _duration(seconds: int) -> str:
 
 
 async def connect_logged_in(client: TelegramClient) -> None:
-    """Connect without ever prompting; a session that is not logged in is a `FatalError` (exit 1)."""
-    if not client.is_connected():
-        await client.connect()
+    """Connect without ever prompting; unreachable or not logged in is a `FatalError` (exit 1)."""
     try:
+        if not client.is_connected():
+            await client.connect()
         authorized = await client.is_user_authorized()
     except errors.RPCError as e:
         raise FatalError(f"{NOT_LOGGED_IN} ({type(e).__name__})") from e
+    except OSError as e:  # ConnectionError and TimeoutError among them
+        raise FatalError(f"cannot reach Telegram: {e}") from e
     if not authorized:
         raise FatalError(NOT_LOGGED_IN)
 
@@ -225,13 +227,22 @@ async def _resolve_groups(client: TelegramClient, specs: list[str]) -> tuple[lis
 
 
 async def list_groups(client: TelegramClient) -> list[GroupInfo]:
-    """Every group, supergroup and channel in the account's dialogs."""
+    """Every group, supergroup and channel in the account's dialogs.
+
+    Raises:
+        EmitterError: Telegram refused the dialogs (a flood wait longer than the client sleeps through, say).
+    """
     out: list[GroupInfo] = []
-    async for dialog in client.iter_dialogs():
-        entity: Any = dialog.entity
-        group = group_from_entity(entity)
-        if group.type is GroupType.PRIVATE:
-            continue
-        members = getattr(entity, "participants_count", None)
-        out.append(GroupInfo(group.id, group.title, group.username, group.type, members))
+    try:
+        async for dialog in client.iter_dialogs():
+            entity: Any = dialog.entity
+            group = group_from_entity(entity)
+            if group.type is GroupType.PRIVATE:
+                continue
+            members = getattr(entity, "participants_count", None)
+            out.append(GroupInfo(group.id, group.title, group.username, group.type, members))
+    except errors.FloodWaitError as e:
+        raise EmitterError(f"Telegram asks to wait {_duration(e.seconds)} before listing the dialogs again") from e
+    except errors.RPCError as e:
+        raise EmitterError(f"Telegram refused the list of dialogs: {e.message} ({type(e).__name__})") from e
     return out

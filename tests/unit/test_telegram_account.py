@@ -261,3 +261,17 @@ def test_check_without_a_login_says_so(
     with fake.patch_telethon():
         assert main(["check"], prompts=NO_PROMPTS) == 1
     assert capsys.readouterr().out.splitlines()[1:] == ["telegram: FAIL not logged in: run `emitter login`"]
+
+
+def test_groups_during_a_long_flood_wait_says_how_long(
+    account_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FloodWait longer than the client sleeps through is one line saying how long, exit 1, no traceback."""
+    fake = FakeTelegram()
+    monkeypatch.setenv("TELEGRAM_SESSION", fake.new_session().save())
+    fake.faults.flood_wait("messages.GetDialogsRequest", 600)
+    with fake.patch_telethon():
+        assert main(["groups"], prompts=NO_PROMPTS) == 1
+    assert capsys.readouterr().err == (
+        "emitter: failed: Telegram asks to wait 600 s (10 min 0 s) before listing the dialogs again\n"
+    )
