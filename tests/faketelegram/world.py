@@ -40,9 +40,9 @@ from telethon.sessions import Session, StringSession
 from telethon.tl import TLRequest, functions, types
 from telethon.tl.core import RpcResult, TLMessage
 
+from . import login
 from ._tl import WRAPPERS, RequestSpec, date_or_none, request_key, serialize_result, spec_matches, utc_now
 from .faults import FaultPlan
-from .login import GENERATOR, TELEGRAM_PRIME, SentCode, SrpPassword
 from .sender import FakeSender, Link, Settle
 
 _log = logging.getLogger(__name__)
@@ -252,6 +252,7 @@ class FakeTelegram:
         """(request key, what was answered): a result type name, or 'rpc_error CODE MESSAGE'."""
         self.history_calls: list[HistoryCall] = []
         self.unsupported_requests: list[str] = []
+        self._init_login()
 
         # Account box: pts and seq of the account, and the account-wide message id counter.
         self.pts = 1
@@ -298,8 +299,12 @@ class FakeTelegram:
             functions.channels.GetFullChannelRequest: self._h_get_full_channel,
             functions.channels.ReadHistoryRequest: self._h_true,
             functions.contacts.ResolveUsernameRequest: self._h_resolve_username,
+            functions.auth.SendCodeRequest: self._h_send_code,
+            functions.auth.SignInRequest: self._h_sign_in,
+            functions.account.GetPasswordRequest: self._h_get_password,
+            functions.auth.CheckPasswordRequest: self._h_check_password,
+            functions.auth.LogOutRequest: self._h_log_out,
         }
-        self._init_login()
 
         self.me: Any = self._new_user(me_first_name, username=me_username, is_self=True, phone="15550000000")
         self.default_user: Any = self.add_user("Alice")
@@ -1562,22 +1567,13 @@ class FakeTelegram:
     def _init_login(self) -> None:
         self.login_codes: list[str] = []
         """Every login code sent (what arrives in the account's other apps), newest last."""
-        self._sent_codes: dict[str, SentCode] = {}
-        self._password: SrpPassword | None = None
+        self._sent_codes: dict[str, login.SentCode] = {}
+        self._password: login.SrpPassword | None = None
         self._awaiting_password: set[bytes] = set()
-        self._handlers.update(
-            {
-                functions.auth.SendCodeRequest: self._h_send_code,
-                functions.auth.SignInRequest: self._h_sign_in,
-                functions.account.GetPasswordRequest: self._h_get_password,
-                functions.auth.CheckPasswordRequest: self._h_check_password,
-                functions.auth.LogOutRequest: self._h_log_out,
-            }
-        )
 
     def set_password(self, password: str | None, *, hint: str | None = None) -> None:
         """Turn two-step verification on with `password` (None: off). The world keeps only the SRP verifier."""
-        self._password = None if password is None else SrpPassword.create(password, self._rng, hint)
+        self._password = None if password is None else login.SrpPassword.create(password, self._rng, hint)
 
     def expire_login_codes(self) -> None:
         """Every login code sent so far stops working (PHONE_CODE_EXPIRED), as after Telegram's timeout."""
@@ -1594,7 +1590,7 @@ class FakeTelegram:
             raise _RpcFailure(400, "PHONE_NUMBER_INVALID")
         code = f"{self._rng.randrange(10**5):05d}"
         phone_code_hash = self._rng.randbytes(9).hex()
-        self._sent_codes[phone_code_hash] = SentCode(req.phone_number, code)
+        self._sent_codes[phone_code_hash] = login.SentCode(req.phone_number, code)
         self.login_codes.append(code)
         return types.auth.SentCode(
             type=types.auth.SentCodeTypeApp(length=len(code)),
@@ -1628,8 +1624,8 @@ class FakeTelegram:
         new_algo = types.PasswordKdfAlgoSHA256SHA256PBKDF2HMACSHA512iter100000SHA256ModPow(
             salt1=self._rng.randbytes(8),
             salt2=self._rng.randbytes(16),
-            g=GENERATOR,
-            p=TELEGRAM_PRIME.to_bytes(256, "big"),
+            g=login.GENERATOR,
+            p=login.TELEGRAM_PRIME.to_bytes(256, "big"),
         )
         common = {
             "new_algo": new_algo,
