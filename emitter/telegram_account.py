@@ -71,7 +71,8 @@ def open_client(settings: TelegramSettings, *, in_memory: bool = False) -> Teleg
     if in_memory and settings.session is None:
         settings = settings.model_copy(update={"session": SecretStr("")})
     with _owner_only_files():
-        return make_client(settings)
+        # A person waits for these commands: give up after a few attempts rather than reconnect for ever.
+        return make_client(settings, connection_retries=5)
 
 
 async def login(client: TelegramClient, *, phone: str | None, prompts: Prompts) -> tuple[str, str]:

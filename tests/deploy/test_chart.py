@@ -314,7 +314,7 @@ def test_whole_numbers_are_written_without_exponent(tmp_path: Path) -> None:
     """Large integers from values files reach config.ini as plain digits, lists joined with commas."""
     values = {
         "config": {
-            "emitter": {"file_rotate_bytes": 134217728, "demo_rate": 0.5},
+            "emitter": {"file_rotate_bytes": 134217728, "demo_rate": 0.5, "source": "demo"},
             "kafka": {"bootstrap_servers": ["a:1", "b:2"]},
         }
     }
