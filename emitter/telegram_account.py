@@ -11,6 +11,7 @@ import contextlib
 import getpass
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,12 +40,18 @@ class GroupInfo:
     members: int | None
 
 
+def ask_on_stderr(prompt: str) -> str:
+    """`input`, but the question goes to stderr: stdout may be redirected to catch `--print-session`."""
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return input()
+
+
 @dataclass(frozen=True, slots=True)
 class Prompts:
     """How a login asks the user: `ask` echoes what is typed (phone, code), `ask_secret` does not (password)."""
 
-    ask: Callable[[str], str] = input
-    ask_secret: Callable[[str], str] = getpass.getpass
+    ask: Callable[[str], str] = ask_on_stderr
+    ask_secret: Callable[[str], str] = getpass.getpass  # the terminal itself, else stderr
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 
 from emitter.cli import main
 from emitter.records import GroupType
-from emitter.telegram_account import Prompts, list_groups, login
+from emitter.telegram_account import Prompts, ask_on_stderr, list_groups, login
 from tests.faketelegram import FakeTelegram
 
 PHONE = "+1 555 000 0000"  # the fake account's number, typed the way people type it
@@ -275,3 +276,13 @@ def test_groups_during_a_long_flood_wait_says_how_long(
     assert capsys.readouterr().err == (
         "emitter: failed: Telegram asks to wait 600 s (10 min 0 s) before listing the dialogs again\n"
     )
+
+
+def test_default_prompt_asks_on_stderr_so_stdout_holds_only_the_session(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The terminal prompt writes its question to stderr and reads the answer from stdin."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("12345\n"))
+    assert ask_on_stderr(CODE_PROMPT) == "12345"
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", CODE_PROMPT)
