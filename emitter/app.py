@@ -137,7 +137,7 @@ async def run(settings: Settings, monitor: Monitor | None = None) -> RunStats:
     try:
         log.info(
             "starting: source=%s sink=%s instance=%s",
-            settings.source_kind,
+            monitor.source.name,  # not settings.source_kind: a caller may bring its own source
             settings.sink_kind,
             settings.emitter.instance,
         )

@@ -13,10 +13,13 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from emitter.errors import ConfigError, EmitterError, FatalError
 from emitter.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from emitter.telegram_account import Prompts
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE = 0, 1, 2
 
@@ -107,7 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--max", dest="max_records", type=_positive_int, help="stop after N records")
     tail.add_argument("--idle-timeout", dest="idle_timeout", type=float, help="stop after S seconds without records")
 
-    sub.add_parser("check", parents=[common], help="validate the configuration and reach Kafka")
+    check = sub.add_parser(
+        "check", parents=[common], help="validate the configuration, reach Kafka, check the Telegram login and groups"
+    )
+    check.add_argument("--source", help="demo, export, telegram or auto")
+    check.add_argument("--sink", help="kafka, file or auto")
+    check.add_argument("--export-path", dest="export_path", type=Path, help="Telegram Desktop export")
+    check.add_argument("--group", dest="groups", action="append", help="a group to resolve (repeatable)")
 
     login = sub.add_parser("login", parents=[common], help="log in to Telegram once (interactive)")
     login.add_argument(
@@ -127,9 +136,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `emitter` console script."""
+def main(argv: Sequence[str] | None = None, *, prompts: Prompts | None = None) -> int:
+    """Entry point of the `emitter` console script.
+
+    Args:
+        prompts: how `emitter login` asks for the phone, code and password (default: the terminal).
+    """
     args = _parser().parse_args(argv)
+    args.prompts = prompts
     try:
         settings = _settings(args)
         from emitter.logs import setup_logging  # noqa: PLC0415 - after settings: the level comes from them
@@ -206,24 +220,24 @@ async def _check(settings: Settings, args: argparse.Namespace) -> int:
             f"kafka: ok ({','.join(settings.kafka.bootstrap_servers or ())}, topic {settings.kafka.topic!r}, "
             f"{len(cursors)} cursors for instance {settings.emitter.instance!r})"
         )
-    return EXIT_OK
+    if settings.source_kind != "telegram":
+        return EXIT_OK
+    from emitter.telegram_account import check_account  # noqa: PLC0415 - Telethon only when used
+
+    report = await check_account(settings.telegram)
+    for line in report.lines:
+        print(line)
+    return EXIT_OK if report.ok else EXIT_FATAL
 
 
 async def _login(settings: Settings, args: argparse.Namespace) -> int:
-    import getpass  # noqa: PLC0415 - interactive commands only
+    from emitter.telegram_account import Prompts, login, open_client  # noqa: PLC0415 - Telethon only when used
 
-    from emitter.telegram_account import login  # noqa: PLC0415 - Telethon only when used
-    from emitter.telegram_source import make_client  # noqa: PLC0415
-
-    client = make_client(settings.telegram)
-    phone = settings.telegram.phone
-    async with client:
-        who, session = await login(
-            client,
-            phone=lambda: phone or input("Phone number (international format): "),
-            code=lambda: input("Login code Telegram sent you: "),
-            password=lambda: getpass.getpass("Two-step verification password: "),
-        )
+    client = open_client(settings.telegram, in_memory=args.print_session)
+    try:
+        who, session = await login(client, phone=settings.telegram.phone, prompts=args.prompts or Prompts())
+    finally:
+        await client.disconnect()
     print(f"logged in as {who}", file=sys.stderr)
     if args.print_session:
         print(session)
@@ -233,14 +247,14 @@ async def _login(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _groups(settings: Settings, args: argparse.Namespace) -> int:
-    from emitter.telegram_account import list_groups  # noqa: PLC0415 - Telethon only when used
-    from emitter.telegram_source import make_client  # noqa: PLC0415
+    from emitter.telegram_account import connect_logged_in, list_groups, open_client  # noqa: PLC0415 - same
 
-    client = make_client(settings.telegram)
-    async with client:
-        if not await client.is_user_authorized():
-            raise FatalError("the Telegram session is not logged in: run `emitter login` once to create one")
+    client = open_client(settings.telegram)
+    try:
+        await connect_logged_in(client)
         groups = await list_groups(client)
+    finally:
+        await client.disconnect()
     for g in groups:
         if args.json:
             doc = {"id": g.id, "title": g.title, "username": g.username, "type": g.type.value, "members": g.members}

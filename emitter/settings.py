@@ -213,7 +213,8 @@ class EmitterSettings(_Section):
         default="default", pattern=_NAME.pattern, description="Identity: cursor keys, transactional id."
     )
     source: Literal["auto", "demo", "export", "telegram"] = Field(
-        default="auto", description="auto: telegram when api_id is set, export when export_path is, else demo."
+        default="auto",
+        description="auto: telegram when api_id is set, export when export_path is, else demo (never into Kafka).",
     )
     sink: Literal["auto", "kafka", "file"] = Field(
         default="auto", description="auto: kafka when bootstrap_servers is set, else file."
@@ -306,7 +307,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_combination(self) -> Settings:
-        if self.source_kind == "telegram":
+        # Not `source_kind`: commands that never read a source (tail, login) must load without one.
+        source = self._source_or_none()
+        if source == "telegram":
             if self.telegram.api_id is None:
                 raise ValueError(
                     "telegram.api_id is required by the telegram source: expected the API id from my.telegram.org"
@@ -315,7 +318,7 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "telegram.api_hash is required by the telegram source: expected the API hash from my.telegram.org"
                 )
-        if self.source_kind == "export" and self.emitter.export_path is None:
+        if source == "export" and self.emitter.export_path is None:
             raise ValueError(
                 "emitter.export_path is required by the export source: expected a result.json or its folder"
             )
@@ -325,14 +328,33 @@ class Settings(BaseSettings):
 
     @property
     def source_kind(self) -> Literal["demo", "export", "telegram"]:
-        """The source in effect once `auto` is resolved."""
+        """The source in effect once `auto` is resolved.
+
+        Raises:
+            ConfigError: `auto` with a Kafka sink but neither a Telegram account nor an export: demo data
+                must never reach what may be a production topic by accident.
+        """
+        source = self._source_or_none()
+        if source is None:
+            missing = [f"telegram.{key}" for key in ("api_id", "api_hash") if getattr(self.telegram, key) is None]
+            if self.telegram.session is None and self.telegram.session_file is None:
+                missing.append("a session (telegram.session or telegram.session_file; `emitter login` makes one)")
+            raise ConfigError(
+                "emitter.source = auto with a Kafka sink needs a Telegram account or an export, never demo data: "
+                f"missing {', '.join(missing)}; or set emitter.export_path, or emitter.source = demo "
+                "(--source demo) to publish demo data on purpose"
+            )
+        return source
+
+    def _source_or_none(self) -> Literal["demo", "export", "telegram"] | None:
+        """`source_kind`, or None where `auto` must not guess (a Kafka sink and nothing but demo data)."""
         if self.emitter.source != "auto":
             return self.emitter.source
         if self.telegram.api_id is not None:
             return "telegram"
         if self.emitter.export_path is not None:
             return "export"
-        return "demo"
+        return None if self.sink_kind == "kafka" else "demo"
 
     @property
     def sink_kind(self) -> Literal["kafka", "file"]:

@@ -1,17 +1,32 @@
-"""Account chores: logging in once, and listing the groups an account can monitor."""
+"""Account chores: logging in once, checking a login, and listing the groups an account can monitor.
+
+Telethon's own `start()` (which `async with client` runs) prompts on the terminal in its own words and
+ignores our settings, so nothing here uses it: the login is driven request by request, and every question
+goes through `Prompts`, which the CLI fills with `input` and `getpass` and tests with scripted answers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from telethon import TelegramClient
+from pydantic import SecretStr
+from telethon import TelegramClient, errors, utils
 from telethon.sessions import StringSession
 
+from emitter.errors import ConfigError, EmitterError, FatalError
 from emitter.records import GroupType
+from emitter.settings import TelegramSettings
 from emitter.telegram_mapping import group_from_entity
-from emitter.telegram_source import restrict_session_file
+from emitter.telegram_source import TelegramSource, make_client
+
+NOT_LOGGED_IN = "not logged in: run `emitter login`"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,32 +40,217 @@ class GroupInfo:
     members: int | None
 
 
-async def login(
-    client: TelegramClient,
-    *,
-    phone: Callable[[], str],
-    code: Callable[[], str],
-    password: Callable[[], str],
-) -> tuple[str, str]:
-    """Log the client in (asking for what Telegram needs) and return (who, session string).
+def ask_on_stderr(prompt: str) -> str:
+    """`input`, but the question goes to stderr: stdout may be redirected to catch `--print-session`."""
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return input()
+
+
+@dataclass(frozen=True, slots=True)
+class Prompts:
+    """How a login asks the user: `ask` echoes what is typed (phone, code), `ask_secret` does not (password)."""
+
+    ask: Callable[[str], str] = ask_on_stderr
+    ask_secret: Callable[[str], str] = getpass.getpass  # the terminal itself, else stderr
+
+
+@contextlib.contextmanager
+def _owner_only_files() -> Iterator[None]:
+    """Files created inside are readable by their owner only: a session file holds the account's auth key.
+
+    Set before Telethon creates the file (it opens its SQLite database when the client is built), so the
+    key is never readable by others, not even for a moment. SQLite gives its journal the same mode.
+    """
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def open_client(settings: TelegramSettings, *, in_memory: bool = False) -> TelegramClient:
+    """A client for the configured account whose session file (if any) is created with mode 0600.
+
+    Args:
+        in_memory: use a new StringSession instead of the session file (for `emitter login --print-session`,
+            whose result is the printed string).
+    """
+    if in_memory and settings.session is None:
+        settings = settings.model_copy(update={"session": SecretStr("")})
+    with _owner_only_files():
+        # A person waits for these commands: give up after a few attempts rather than reconnect for ever.
+        return make_client(settings, connection_retries=5)
+
+
+async def login(client: TelegramClient, *, phone: str | None, prompts: Prompts) -> tuple[str, str]:
+    """Log the client in if it is not, asking only our own questions; return (who, session string).
+
+    Args:
+        phone: the account's phone number (`telegram.phone`); asked for when None.
+        prompts: where the phone number, the code Telegram sends and the two-step password are asked.
+
+    Raises:
+        ConfigError: a user mistake (a phone number Telegram refuses, a wrong or expired code, a wrong
+            password): one line, exit code 2.
+        EmitterError: Telegram refused for another reason (a flood wait says how long).
 
     The session string holds the account's auth key: callers print it only where the user asked.
     """
-    await client.start(phone=phone, code_callback=code, password=password)
-    me = await client.get_me()
-    restrict_session_file(client)
-    who = " ".join(p for p in (me.first_name, me.last_name) if p) + (f" (@{me.username})" if me.username else "")
-    return f"{who} [id {me.id}]", StringSession.save(client.session)
+    # A person waits on the other end: say how long Telegram wants us to wait rather than sleeping silently.
+    client.flood_sleep_threshold = 0
+    try:
+        if not client.is_connected():
+            await client.connect()
+        if not await client.is_user_authorized():
+            await _sign_in(client, phone, prompts)
+        me = await client.get_me()
+    except errors.FloodWaitError as e:
+        raise EmitterError(f"Telegram asks to wait {_duration(e.seconds)} before the next login attempt") from e
+    except errors.ApiIdInvalidError as e:
+        raise ConfigError(
+            "telegram.api_id and telegram.api_hash are not a pair Telegram knows: "
+            "expected the values from my.telegram.org"
+        ) from e
+    except errors.RPCError as e:
+        raise EmitterError(f"Telegram refused the login: {e.message} ({type(e).__name__})") from e
+    except OSError as e:  # ConnectionError and TimeoutError among them
+        raise EmitterError(f"cannot reach Telegram: {e}") from e
+    except EOFError as e:
+        raise ConfigError("`emitter login` needs a terminal to answer its questions (input ended)") from e
+    return _who(me), StringSession.save(client.session)
+
+
+def _who(me: Any) -> str:
+    name = " ".join(p for p in (me.first_name, me.last_name) if p) + (f" (@{me.username})" if me.username else "")
+    return f"{name} [id {me.id}]"
+
+
+async def _sign_in(client: TelegramClient, phone: str | None, prompts: Prompts) -> None:
+    """Phone, code, and (when the account has one) the two-step verification password."""
+    source = "telegram.phone" if phone else "the phone number"
+    text = phone or prompts.ask("Phone number (international format, e.g. +15551234567): ")
+    bad_phone = f"{source} {text!r} is not a phone number Telegram accepts: expected +<country code><number>"
+    number = utils.parse_phone(text.strip())
+    if not number:
+        raise ConfigError(bad_phone)
+    try:
+        await client.send_code_request(number)
+        code = prompts.ask("Login code Telegram sent you: ").strip()
+        if not code:
+            raise ConfigError("no login code given: run `emitter login` again and type the code Telegram sent")
+        try:
+            await client.sign_in(number, code)
+        except errors.SessionPasswordNeededError:
+            password = prompts.ask_secret("Two-step verification password: ")
+            await client.sign_in(password=password)
+    except errors.PhoneNumberInvalidError as e:
+        raise ConfigError(bad_phone) from e
+    except errors.PhoneNumberUnoccupiedError as e:
+        raise ConfigError(f"{source} {text!r} has no Telegram account: expected an existing account's number") from e
+    except (errors.PhoneCodeInvalidError, errors.PhoneCodeEmptyError) as e:
+        raise ConfigError("the login code is wrong: run `emitter login` again and type the code Telegram sent") from e
+    except errors.PhoneCodeExpiredError as e:
+        raise ConfigError("the login code expired: run `emitter login` again for a new one") from e
+    except errors.PasswordHashInvalidError as e:
+        raise ConfigError("the two-step verification password is wrong: run `emitter login` again") from e
+
+
+def _duration(seconds: int) -> str:
+    """A wait as a person reads it: '45 s', '12 min 30 s', '3 h 20 min'."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{seconds} s ({hours} h {minutes} min)"
+    if minutes:
+        return f"{seconds} s ({minutes} min {secs} s)"
+    return f"{seconds} s"
+
+
+async def connect_logged_in(client: TelegramClient) -> None:
+    """Connect without ever prompting; unreachable or not logged in is a `FatalError` (exit 1)."""
+    try:
+        if not client.is_connected():
+            await client.connect()
+        authorized = await client.is_user_authorized()
+    except errors.RPCError as e:
+        raise FatalError(f"{NOT_LOGGED_IN} ({type(e).__name__})") from e
+    except OSError as e:  # ConnectionError and TimeoutError among them
+        raise FatalError(f"cannot reach Telegram: {e}") from e
+    if not authorized:
+        raise FatalError(NOT_LOGGED_IN)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """What `emitter check` found about the account: one line per finding, and whether all were fine."""
+
+    lines: tuple[str, ...]
+    ok: bool
+
+
+async def check_account(settings: TelegramSettings) -> CheckReport:
+    """Check the login, then resolve every configured group the way the emitter's source resolves them."""
+    client = open_client(settings)
+    try:
+        try:
+            await connect_logged_in(client)
+        except FatalError as e:
+            return CheckReport((f"telegram: FAIL {e}",), ok=False)
+        lines = [f"telegram: ok (logged in as {_who(await client.get_me())})"]
+        if not settings.groups:
+            lines.append("FAIL telegram.groups: empty: expected at least one group; `emitter groups` lists them")
+            return CheckReport(tuple(lines), ok=False)
+        group_lines, ok = await _resolve_groups(client, settings.groups)
+        return CheckReport((*lines, *group_lines), ok)
+    finally:
+        await client.disconnect()
+
+
+async def _resolve_groups(client: TelegramClient, specs: list[str]) -> tuple[list[str], bool]:
+    """One line per spec: `ok <spec> → <marked id> <type> "<title>"` or `FAIL <spec>: <why>`."""
+    source = TelegramSource(client, specs, follow=False)
+    await source.start()
+    resolved: list[Any] = []
+    try:
+        # With none resolved it raises; the reasons are in `unresolved` all the same.
+        with contextlib.suppress(FatalError):
+            resolved = list(await source.groups())
+    finally:
+        await source.stop()
+    # groups() returns the resolved groups in the order of their specs.
+    found = iter(resolved)
+    lines = []
+    for spec in specs:
+        reason = source.unresolved.get(str(spec))
+        if reason is not None:
+            lines.append(f"FAIL {spec}: {reason}")
+            continue
+        group = next(found, None)
+        if group is None:
+            lines.append(f"FAIL {spec}: not resolved")
+            continue
+        title = json.dumps(group.title or "", ensure_ascii=False)
+        lines.append(f"ok {spec} → {group.id} {group.type.value} {title}")
+    return lines, not source.unresolved and len(resolved) == len(specs)
 
 
 async def list_groups(client: TelegramClient) -> list[GroupInfo]:
-    """Every group, supergroup and channel in the account's dialogs."""
+    """Every group, supergroup and channel in the account's dialogs.
+
+    Raises:
+        EmitterError: Telegram refused the dialogs (a flood wait longer than the client sleeps through, say).
+    """
     out: list[GroupInfo] = []
-    async for dialog in client.iter_dialogs():
-        entity: Any = dialog.entity
-        group = group_from_entity(entity)
-        if group.type is GroupType.PRIVATE:
-            continue
-        members = getattr(entity, "participants_count", None)
-        out.append(GroupInfo(group.id, group.title, group.username, group.type, members))
+    try:
+        async for dialog in client.iter_dialogs():
+            entity: Any = dialog.entity
+            group = group_from_entity(entity)
+            if group.type is GroupType.PRIVATE:
+                continue
+            members = getattr(entity, "participants_count", None)
+            out.append(GroupInfo(group.id, group.title, group.username, group.type, members))
+    except errors.FloodWaitError as e:
+        raise EmitterError(f"Telegram asks to wait {_duration(e.seconds)} before listing the dialogs again") from e
+    except errors.RPCError as e:
+        raise EmitterError(f"Telegram refused the list of dialogs: {e.message} ({type(e).__name__})") from e
     return out

@@ -314,7 +314,7 @@ def test_whole_numbers_are_written_without_exponent(tmp_path: Path) -> None:
     """Large integers from values files reach config.ini as plain digits, lists joined with commas."""
     values = {
         "config": {
-            "emitter": {"file_rotate_bytes": 134217728, "demo_rate": 0.5},
+            "emitter": {"file_rotate_bytes": 134217728, "demo_rate": 0.5, "source": "demo"},
             "kafka": {"bootstrap_servers": ["a:1", "b:2"]},
         }
     }
@@ -342,6 +342,11 @@ REFUSED: list[tuple[str, Mapping[str, Any], str]] = [
         "needs secret.session",
     ),
     ("telegram source without groups", _identity(existingSecret="mine"), "the telegram source needs groups"),
+    (
+        "auto source into Kafka without an account",
+        {"config": {"kafka": {"bootstrap_servers": ["k:1"]}}, **_identity()},
+        "identities[one]: source auto with Kafka needs a Telegram account",
+    ),
     ("name too long", {"fullnameOverride": "x" * 40, **_identity(name="sixteen-chars-xx")}, "longer than 52"),
     ("unknown identity key", _identity(group=["@somechannel"]), "additional properties 'group' not allowed"),
     (

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from emitter.errors import ConfigError
 from emitter.settings import load_settings
 from tests.deploy.chart import CONTAINER_TMP, ROOT
 
@@ -44,6 +45,12 @@ def image_env() -> dict[str, str]:
             key, _, value = token.partition("=")
             env[key] = value
     return env
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """A compose env file's KEY=value lines (comments and blank lines skipped)."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def compose() -> dict[str, Any]:
@@ -102,7 +109,11 @@ def test_compose_emitter_runs_the_demo_into_kafka_and_jaeger(
     services = compose()["services"]
     emitter = services["emitter"]
     monkeypatch.chdir(tmp_path)
-    for key, value in {**image_env(), **emitter["environment"]}.items():
+    assert emitter["env_file"] == [
+        {"path": "docker-compose.demo.env", "required": True},
+        {"path": "telegram.env", "required": False},
+    ]
+    for key, value in {**image_env(), **env_file(ROOT / "docker-compose.demo.env"), **emitter["environment"]}.items():
         monkeypatch.setenv(key, str(value))
     settings = load_settings()
     assert settings.source_kind == "demo"
@@ -110,7 +121,10 @@ def test_compose_emitter_runs_the_demo_into_kafka_and_jaeger(
     (bootstrap,) = settings.kafka.bootstrap_servers or []
     assert f"://{bootstrap}" in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert (settings.telemetry.otlp_endpoint or "").startswith("http://jaeger:4318")
-    assert emitter["env_file"] == [{"path": "telegram.env", "required": False}]
+    # Without the demo file, auto must refuse to publish demo data into the compose Kafka.
+    monkeypatch.delenv("EMITTER_EMITTER__SOURCE")
+    with pytest.raises(ConfigError, match="never demo data"):
+        _ = load_settings().source_kind
     assert emitter["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 

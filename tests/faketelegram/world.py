@@ -53,6 +53,7 @@ from telethon.sessions import Session, StringSession
 from telethon.tl import TLRequest, functions, types
 from telethon.tl.core import RpcResult, TLMessage
 
+from . import login
 from ._tl import WRAPPERS, RequestSpec, date_or_none, request_key, serialize_result, spec_matches, utc_now
 from .faults import FaultPlan
 from .limits import TELEGRAM_LIKE, RateLimiter, RateLimits
@@ -95,6 +96,7 @@ _PRODUCTION_CLIENT: dict[str, Any] = {
 # Requests Telegram answers on a connection whose key is not logged in.
 _NO_AUTH_NEEDED = frozenset(
     {"help.GetConfigRequest", "help.GetNearestDcRequest", "PingRequest", "PingDelayDisconnectRequest"}
+    | {"auth.SendCodeRequest", "auth.SignInRequest", "account.GetPasswordRequest", "auth.CheckPasswordRequest"}
 )
 
 Entity = Any
@@ -324,6 +326,7 @@ class FakeTelegram:
         """(request key, what was answered): a result type name, or 'rpc_error CODE MESSAGE'."""
         self.history_calls: list[HistoryCall] = []
         self.unsupported_requests: list[str] = []
+        self._init_login()
 
         # Account box: pts and seq of the account, and the account-wide message id counter.
         self.pts = 1
@@ -384,6 +387,11 @@ class FakeTelegram:
             functions.account.InitTakeoutSessionRequest: self._h_init_takeout,
             functions.account.FinishTakeoutSessionRequest: self._h_finish_takeout,
             functions.contacts.ResolveUsernameRequest: self._h_resolve_username,
+            functions.auth.SendCodeRequest: self._h_send_code,
+            functions.auth.SignInRequest: self._h_sign_in,
+            functions.account.GetPasswordRequest: self._h_get_password,
+            functions.auth.CheckPasswordRequest: self._h_check_password,
+            functions.auth.LogOutRequest: self._h_log_out,
         }
 
     # region World building
@@ -1794,5 +1802,118 @@ class FakeTelegram:
             raise _RpcFailure(400, "USERNAME_NOT_OCCUPIED")
         users, chats = self._entities((), [st])
         return types.contacts.ResolvedPeer(peer=self._peer_tl(st), chats=chats, users=users)
+
+    # endregion
+
+    # region Login: auth.sendCode, auth.signIn, two-step verification (SRP), auth.logOut
+
+    def _init_login(self) -> None:
+        self.login_codes: list[str] = []
+        """Every login code sent (what arrives in the account's other apps), newest last."""
+        self._sent_codes: dict[str, login.SentCode] = {}
+        self._password: login.SrpPassword | None = None
+        self._awaiting_password: set[bytes] = set()
+
+    def set_password(self, password: str | None, *, hint: str | None = None) -> None:
+        """Turn two-step verification on with `password` (None: off). The world keeps only the SRP verifier."""
+        self._password = None if password is None else login.SrpPassword.create(password, self._rng, hint)
+
+    def expire_login_codes(self) -> None:
+        """Every login code sent so far stops working (PHONE_CODE_EXPIRED), as after Telegram's timeout."""
+        for sent in self._sent_codes.values():
+            sent.expired = True
+
+    @staticmethod
+    def _valid_phone(phone: str) -> bool:
+        # E.164: at most 15 digits, no leading zero; Telethon sends digits only.
+        return phone.isdigit() and 7 <= len(phone) <= 15 and not phone.startswith("0")
+
+    def _h_send_code(self, link: Link, req: Any) -> Any:
+        if not self._valid_phone(req.phone_number):
+            raise _RpcFailure(400, "PHONE_NUMBER_INVALID")
+        code = f"{self._rng.randrange(10**5):05d}"
+        phone_code_hash = self._rng.randbytes(9).hex()
+        self._sent_codes[phone_code_hash] = login.SentCode(req.phone_number, code)
+        self.login_codes.append(code)
+        return types.auth.SentCode(
+            type=types.auth.SentCodeTypeApp(length=len(code)),
+            phone_code_hash=phone_code_hash,
+            next_type=types.auth.CodeTypeSms(),
+            timeout=120,
+        )
+
+    def _h_sign_in(self, link: Link, req: Any) -> Any:
+        if not req.phone_code_hash:
+            raise _RpcFailure(400, "PHONE_CODE_HASH_EMPTY")
+        if not req.phone_code:
+            raise _RpcFailure(400, "PHONE_CODE_EMPTY")
+        sent = self._sent_codes.get(req.phone_code_hash)
+        if sent is None or sent.phone != req.phone_number:
+            raise _RpcFailure(400, "PHONE_NUMBER_INVALID")
+        if sent.expired:
+            raise _RpcFailure(400, "PHONE_CODE_EXPIRED")
+        if req.phone_code != sent.code:
+            raise _RpcFailure(400, "PHONE_CODE_INVALID")
+        del self._sent_codes[req.phone_code_hash]
+        if sent.phone != self.me.phone:
+            return types.auth.AuthorizationSignUpRequired()
+        if self._password is not None:
+            self._awaiting_password.add(self._key_of(link))
+            raise _RpcFailure(401, "SESSION_PASSWORD_NEEDED")
+        return self._log_in(link)
+
+    def _h_get_password(self, link: Link, req: Any) -> Any:
+        # What a client would use to set a new password (it appends its own random bytes to salt1).
+        new_algo = types.PasswordKdfAlgoSHA256SHA256PBKDF2HMACSHA512iter100000SHA256ModPow(
+            salt1=self._rng.randbytes(8),
+            salt2=self._rng.randbytes(16),
+            g=login.GENERATOR,
+            p=login.TELEGRAM_PRIME.to_bytes(256, "big"),
+        )
+        common = {
+            "new_algo": new_algo,
+            "new_secure_algo": types.SecurePasswordKdfAlgoSHA512(salt=self._rng.randbytes(8)),
+            "secure_random": self._rng.randbytes(256),
+        }
+        if self._password is None:
+            return types.account.Password(has_password=False, **common)
+        challenge = self._password.challenge(self._rng)
+        return types.account.Password(
+            has_password=True,
+            current_algo=self._password.algo,
+            srp_B=challenge.srp_b.to_bytes(256, "big"),
+            srp_id=challenge.srp_id,
+            hint=self._password.hint,
+            **common,
+        )
+
+    def _h_check_password(self, link: Link, req: Any) -> Any:
+        key = self._key_of(link)
+        if self._password is None:
+            raise _RpcFailure(400, "PASSWORD_EMPTY")
+        srp = req.password
+        if not isinstance(srp, types.InputCheckPasswordSRP) or not self._password.known(srp.srp_id):
+            raise _RpcFailure(400, "SRP_ID_INVALID")
+        if key not in self._awaiting_password and key not in self._authorized_keys:
+            raise _RpcFailure(401, "AUTH_KEY_UNREGISTERED")
+        if not self._password.verify(srp.srp_id, srp.A, srp.M1):
+            raise _RpcFailure(400, "PASSWORD_HASH_INVALID")
+        self._awaiting_password.discard(key)
+        return self._log_in(link)
+
+    def _h_log_out(self, link: Link, req: Any) -> Any:
+        self._authorized_keys.discard(self._key_of(link))
+        return types.auth.LoggedOut()
+
+    @staticmethod
+    def _key_of(link: Link) -> bytes:
+        key = link.auth_key
+        if key is None:  # the sender always has a key before it sends anything
+            raise _RpcFailure(401, "AUTH_KEY_UNREGISTERED")
+        return key
+
+    def _log_in(self, link: Link) -> Any:
+        self._authorized_keys.add(self._key_of(link))
+        return types.auth.Authorization(user=self.me)
 
     # endregion

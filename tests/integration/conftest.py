@@ -77,6 +77,7 @@ def cli_env(kafka: str, names: dict[str, str], tmp_path: Path) -> dict[str, str]
             "EMITTER_KAFKA__TRANSACTIONAL_ID_PREFIX": names["prefix"],
             "EMITTER_KAFKA__PARTITIONS": "2",
             "EMITTER_EMITTER__INSTANCE": names["instance"],
+            "EMITTER_EMITTER__SOURCE": "demo",  # auto refuses demo data into Kafka; these tests mean it
             "EMITTER_EMITTER__LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
         }

@@ -47,6 +47,7 @@ def _env(
             "EMITTER_KAFKA__TRANSACTIONAL_ID_PREFIX": names["prefix"],
             "EMITTER_KAFKA__PARTITIONS": "2",
             "EMITTER_EMITTER__INSTANCE": names["instance"],
+            "EMITTER_EMITTER__SOURCE": "demo",  # auto refuses demo data into Kafka; these tests mean it
             "EMITTER_EMITTER__LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
         }

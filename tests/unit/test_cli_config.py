@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from emitter.cli import main
+from emitter.errors import ConfigError
 from emitter.settings import load_settings
 
 CASES = [
@@ -61,6 +62,27 @@ CASES = [
     ("zero backfill limit", ["backfill", "--limit", "0"], {}, None, "--limit"),
     ("unknown oversize policy", ["run"], {"EMITTER_KAFKA__OVERSIZE_POLICY": "drop"}, None, "kafka.oversize_policy"),
     ("missing config file", ["run", "--config", "/nonexistent/emitter.ini"], {}, None, "/nonexistent/emitter.ini"),
+    (
+        "auto source into Kafka without Telegram keys",
+        ["run", "--bootstrap-servers", "127.0.0.1:9092"],
+        {},
+        None,
+        "missing telegram.api_id, telegram.api_hash, a session",
+    ),
+    (
+        "auto source into Kafka, api_hash only (backfill)",
+        ["backfill"],
+        {"EMITTER_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9092", "TELEGRAM_API_HASH": "h"},
+        None,
+        "missing telegram.api_id, a session",
+    ),
+    (
+        "auto source into Kafka without Telegram keys (check)",
+        ["check"],
+        {},
+        "[kafka]\nbootstrap_servers = 127.0.0.1:9092\n",
+        "emitter.source = demo",
+    ),
 ]
 
 
@@ -139,6 +161,29 @@ def test_tgdata_config_ini_loads_unchanged(tmp_path: Path) -> None:
     assert s.telegram.api_id == 12345
     assert s.telegram.api_hash is not None and s.telegram.api_hash.get_secret_value() == "0123456789abcdef"
     assert s.source_kind == "telegram"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "demo"),
+        ({"kafka": {"bootstrap_servers": "127.0.0.1:9092"}, "emitter": {"export_path": "result.json"}}, "export"),
+        ({"kafka": {"bootstrap_servers": "127.0.0.1:9092"}, "emitter": {"source": "demo"}}, "demo"),
+        ({"kafka": {"bootstrap_servers": "127.0.0.1:9092"}, "telegram": {"api_id": 1, "api_hash": "h"}}, "telegram"),
+    ],
+    ids=["no kafka: demo", "kafka and an export", "kafka and demo on purpose", "kafka and an account"],
+)
+def test_auto_source_picks_demo_only_without_kafka(overrides: dict[str, dict[str, object]], expected: str) -> None:
+    """auto resolves to telegram, export, or demo; demo only when no Kafka sink is configured or when asked."""
+    assert load_settings(None, overrides).source_kind == expected
+
+
+def test_commands_without_a_source_load_with_kafka_alone() -> None:
+    """Kafka and no Telegram keys still loads (tail, login need no source); only resolving the source fails."""
+    settings = load_settings(None, {"kafka": {"bootstrap_servers": "127.0.0.1:9092"}})
+    assert settings.sink_kind == "kafka"
+    with pytest.raises(ConfigError, match="never demo data"):
+        _ = settings.source_kind
 
 
 def test_console_script_prints_no_traceback() -> None:

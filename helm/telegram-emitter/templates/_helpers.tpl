@@ -95,6 +95,9 @@ source and which Secret keys exist.
 {{- $effective = "telegram" }}
 {{- else if dig "emitter" "export_path" "" $config }}
 {{- $effective = "export" }}
+{{- else if not (empty (dig "kafka" "bootstrap_servers" "" $config)) }}
+{{- /* The emitter refuses this too: auto never publishes demo data into Kafka. */}}
+{{- fail (printf "identities[%s]: source auto with Kafka needs a Telegram account (secret.apiId or existingSecret) or config.emitter.export_path; set config.emitter.source to demo to publish demo data on purpose" $id.name) }}
 {{- else }}
 {{- $effective = "demo" }}
 {{- end }}
