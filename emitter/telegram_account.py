@@ -23,8 +23,8 @@ from telethon.sessions import StringSession
 from emitter.errors import ConfigError, EmitterError, FatalError
 from emitter.records import GroupType
 from emitter.settings import TelegramSettings
-from emitter.telegram_mapping import group_from_entity
 from emitter.telegram_client import make_client
+from emitter.telegram_mapping import group_from_entity
 from emitter.telegram_source import TelegramSource
 
 NOT_LOGGED_IN = "not logged in: run `emitter login`"

@@ -59,8 +59,9 @@ from emitter.protocols import Batch, MessageInfo, MessageTrackerInterface, Page,
 from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
 from emitter.settings import Settings, TelegramSettings
 from emitter.telegram_account import list_groups as account_groups
+from emitter.telegram_client import make_client, restrict_session_file
 from emitter.telegram_mapping import map_message
-from emitter.telegram_source import TelegramSource, make_client, restrict_session_file
+from emitter.telegram_source import TelegramSource
 from emitter.tracker import Tracker
 from emitter.trackers import CursorTracker, MemoryTracker
 
