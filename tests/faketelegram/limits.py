@@ -46,11 +46,13 @@ class RateLimits:
     """Buckets by request key (as `_tl.request_key` spells it, with or without the 'Request' suffix).
 
     A key not in `buckets` gets `default` (None: unlimited); keys in `unlimited` are never limited.
+    `max_wait` caps how far escalation stretches a wait (Telegram's longest reported waits are about a day).
     """
 
     buckets: Mapping[str, Bucket] = field(default_factory=dict)
     default: Bucket | None = None
     unlimited: frozenset[str] = frozenset({"PingRequest", "PingDelayDisconnectRequest"})
+    max_wait: float = 86_400.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "buckets", {_normalise(k): v for k, v in self.buckets.items()})
@@ -65,7 +67,7 @@ class RateLimits:
 
     def with_buckets(self, buckets: Mapping[str, Bucket]) -> RateLimits:
         """A copy with some buckets added or changed (e.g. a tighter GetHistory for one test)."""
-        return RateLimits({**self.buckets, **buckets}, self.default, self.unlimited)
+        return RateLimits({**self.buckets, **buckets}, self.default, self.unlimited, self.max_wait)
 
 
 TELEGRAM_LIKE = RateLimits(
@@ -124,7 +126,8 @@ class RateLimiter:
         remaining = st.wait_until - now
         if remaining > _GRACE:
             self.sent_during_wait[key] += 1
-            return self._announce(key, st, now, max(2 * remaining, remaining + 1))
+            longer = max(2 * remaining, remaining + 1)
+            return self._announce(key, st, now, min(longer, max(remaining, self.limits.max_wait)))
         if st.tokens + _GRACE * bucket.per_second >= 1:
             st.tokens = max(0.0, st.tokens - 1)
             return None

@@ -743,6 +743,18 @@ def test_rate_limiter_announces_waits_until_a_token_and_escalates_when_not_waite
     assert limiter.admit("PingRequest", 0.0) is None
 
 
+def test_escalation_stops_at_the_longest_wait() -> None:
+    """A client that never waits is held at `max_wait`, not pushed towards infinity."""
+    limiter = RateLimiter(RateLimits({"messages.GetHistory": Bucket(1, 1.0)}, max_wait=3_600))
+    key = "messages.GetHistoryRequest"
+    limiter.admit(key, 0.0)
+
+    waits = [limiter.admit(key, i / 1000) for i in range(2_000)]
+
+    assert waits[0] == 1
+    assert max(w or 0 for w in waits) == waits[-1] == 3_600
+
+
 def test_telegram_like_limits_name_the_strict_methods_and_never_pings() -> None:
     """TELEGRAM_LIKE limits the heavy methods hardest, everything else by a default, and never a ping."""
     assert TELEGRAM_LIKE.bucket_for("messages.GetHistoryRequest") == Bucket(20, 1.0)
