@@ -48,6 +48,8 @@ _ABORT_WITHIN = 5.0
 the transaction's sends before it aborts, and against a hung broker that never ends."""
 _STOP_WITHIN = 5.0
 """Seconds a producer may take to stop; a hung broker would otherwise hold the process past its drain bound."""
+_HURRIED = 1.0
+"""Seconds for an abort or a stop once the broker is known to be unresponsive."""
 _MIN_RECORD_BYTES = 10_000
 """The smallest record limit a refusal may shrink the sink to (the setting's own minimum)."""
 
@@ -122,7 +124,9 @@ class KafkaSink(Service):
         producer, self._producer = self._producer, None
         abandoned, self._abandoned = self._abandoned, []
         for old in abandoned:
-            await self._close(old, open_transaction=True)
+            # Cancelled mid-commit, most likely by the drain's bound: the broker is slow or hung, and the
+            # process is on its way out, so it gets a second at most before the abort goes unacknowledged.
+            await self._close(old, open_transaction=True, within=_HURRIED)
         if producer is not None:
             await self._close(producer, open_transaction=self._open_since is not None)
         self._open_since = None
@@ -215,15 +219,18 @@ class KafkaSink(Service):
             + (f" {detail}" if detail else "")
         )
 
-    async def _close(self, producer: AIOKafkaProducer, *, open_transaction: bool) -> None:
-        """Abort what the producer left open (bounded), then stop it (bounded)."""
-        if open_transaction:
-            await _abort(producer)
+    async def _close(
+        self, producer: AIOKafkaProducer, *, open_transaction: bool, within: float = _ABORT_WITHIN
+    ) -> None:
+        """Abort what the producer left open (bounded), then stop it (bounded; briefly if the abort went
+        unanswered, since stopping flushes into the same unresponsive broker)."""
+        clean = await _abort(producer, within) if open_transaction else True
+        limit = _STOP_WITHIN if clean else _HURRIED
         try:
-            async with asyncio.timeout(_STOP_WITHIN):
+            async with asyncio.timeout(limit):
                 await producer.stop()
         except TimeoutError:
-            log.warning("the Kafka producer did not stop within %.0f s (broker unresponsive); leaving it", _STOP_WITHIN)
+            log.warning("the Kafka producer did not stop within %.0f s (broker unresponsive); leaving it", limit)
         except Exception as e:
             log.debug("ignoring error while stopping a failed producer: %s", e)
 
@@ -370,7 +377,7 @@ class KafkaSink(Service):
         return RetriableError(f"Kafka refused a record: {type(error).__name__}; retrying at {limit} bytes")
 
 
-async def _abort(producer: AIOKafkaProducer) -> bool:
+async def _abort(producer: AIOKafkaProducer, within: float = _ABORT_WITHIN) -> bool:
     """Abort the producer's open transaction; True when the producer is clean afterwards and can be reused.
 
     Bounded: against a hung broker the abort is sent without waiting for its answer (see
@@ -380,7 +387,7 @@ async def _abort(producer: AIOKafkaProducer) -> bool:
     if state == "READY":
         return True
     try:
-        async with asyncio.timeout(_ABORT_WITHIN):
+        async with asyncio.timeout(within):
             if state in _ENDABLE:
                 await producer.abort_transaction()
             elif state in _ENDING:  # cancelled inside commit/abort: let aiokafka finish what it started

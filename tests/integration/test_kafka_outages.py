@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -111,7 +112,9 @@ def test_outage_longer_than_the_transaction_timeout_is_not_a_fence(
     duplicates = sum(n - 1 for n in counts.values())
     lost = sum(LIMIT - len(set(v)) for v in ids.values())
     assert duplicates == 0 and lost == 0 and len(ids) == 2
-    print(f"paused 15 s; finished {finished:.1f} s after resuming; {len(records)} records, {lost} lost, {duplicates} dup")
+    print(
+        f"paused 15 s; finished {finished:.1f} s after resuming; {len(records)} records, {lost} lost, {duplicates} dup"
+    )
 
 
 def test_sigterm_while_the_broker_hangs_mid_commit(
@@ -141,7 +144,7 @@ def test_sigterm_while_the_broker_hangs_mid_commit(
         proc.kill()
     lag = asyncio.run(_until_caught_up(names["topic"], within=45))
     caught_up = time.monotonic() - resumed_at
-    assert exited_in <= DRAIN + 12, f"took {exited_in:.1f} s to exit after SIGTERM"
+    assert exited_in <= DRAIN + 5, f"took {exited_in:.1f} s to exit after SIGTERM"
     assert set(lag.values()) == {0}, f"consumers still held back {caught_up:.0f} s after the resume: {lag}"
     assert caught_up < 30, "consumers waited for the transaction timeout"
     records = asyncio.run(read_committed(BOOTSTRAP, names["topic"]))
@@ -160,8 +163,6 @@ async def _until_caught_up(topic: str, within: float) -> dict[int, int]:
         lag = await held_back(BOOTSTRAP, topic)
         return set(lag.values()) == {0}
 
-    try:
+    with contextlib.suppress(AssertionError):  # the caller asserts on the lag, with its numbers
         await wait_until(caught_up, within=within, interval=0.2)
-    except AssertionError:
-        pass
     return lag
