@@ -6,6 +6,10 @@ aiokafka 0.14 reports the same broker answer under different names depending on 
 expiry with UNKNOWN_SERVER_ERROR, which aiokafka wraps in a bare `KafkaError("Unexpected error during batch
 delivery")`. What tells them apart is the transaction's age: only a transaction open longer than
 `transaction_timeout_ms` can have been expired by the broker.
+
+aiokafka 0.14 also has no class for INVALID_RECORD (87): it becomes an UnknownError without its code, which
+cannot be told from any other UNKNOWN_SERVER_ERROR, so it is retried like an outage. Records the broker
+refuses for their size (MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE) or content (CORRUPT_MESSAGE) are told.
 """
 
 from __future__ import annotations
@@ -63,8 +67,6 @@ _DENIED = (
 )
 _CONFIG = (InvalidConfigurationError, InvalidReplicationFactorError, InvalidPartitionsError, PolicyViolationError)
 _RECORD = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError, CorruptRecordException)
-_INVALID_RECORD = 87
-"""INVALID_RECORD: aiokafka 0.14 has no class for it and reports UnknownError."""
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -95,7 +97,7 @@ def classify(  # noqa: PLR0911 - one return per kind reads as the table it is
         return Kind.EXPIRED if outlived else Kind.FENCED
     if any(isinstance(e, _FORGOTTEN) for e in chain):
         return Kind.EXPIRED
-    if any(isinstance(e, _RECORD) or getattr(e, "errno", None) == _INVALID_RECORD for e in chain):
+    if any(isinstance(e, _RECORD) for e in chain):
         return Kind.REFUSED_RECORD
     if any(isinstance(e, _CONFIG) for e in chain):
         return Kind.CONFIG
