@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.client import ConnectionGroup, CoordinationType
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalOperation, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.transaction import EndTxnRequest
 from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
@@ -312,10 +312,11 @@ class KafkaSink(Service):
                 )
             await _delivered(producer, futures)
             await producer.commit_transaction()
-        except KafkaError as e:
+        except (KafkaError, IllegalOperation) as e:
             _retrieve(futures)
+            error = _why_not_in_transaction(producer, e) if isinstance(e, IllegalOperation) else e
             largest = max((len(r[1]) for records in by_topic.values() for r in records), default=0)
-            raise await self._failed(producer, e, time.monotonic() - began, largest) from e
+            raise await self._failed(producer, error, time.monotonic() - began, largest) from error
         except BaseException:
             # A cancellation (the drain's bound) or a bug, possibly inside commit_transaction: this producer
             # is no longer known to be clean. It is never used again; stop() aborts what it left open.
@@ -426,6 +427,16 @@ async def _abort_unacknowledged(producer: AIOKafkaProducer) -> None:
         log.info("abort of the open transaction sent to the transaction coordinator (node %s)", node)
     except Exception as e:  # best effort on the way out; the broker's timeout remains the backstop
         log.debug("could not send the abort: %s: %s", type(e).__name__, e)
+
+
+def _why_not_in_transaction(producer: AIOKafkaProducer, error: IllegalOperation) -> KafkaError:
+    """The error that ended the transaction under our sends (aiokafka then refuses further sends with an
+    IllegalOperation that hides it, e.g. after the broker denied adding a partition)."""
+    ended = producer._txn_manager.wait_for_transaction_end()
+    if ended.done() and not ended.cancelled() and isinstance(ended.exception(), KafkaError):
+        cause: KafkaError = ended.exception()
+        return cause
+    return KafkaError(f"the transaction ended under its sends: {error}")
 
 
 async def _delivered(producer: AIOKafkaProducer, futures: list[asyncio.Future[Any]]) -> None:
