@@ -144,3 +144,18 @@ async def test_cancelled_commit_aborts_and_leaves_a_clean_producer(settings: Set
     assert cursors[GROUP.id].cursor == 3000
     assert ids[0] == 1 and ids[-1] == 3000 and len(ids) == len(set(ids))
     print(f"{phase}: stop took {stopped_in:.2f} s; {len(ids)} records committed, LSO lag {lag}")
+
+
+def test_replication_factor_above_the_brokers_is_a_config_error(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Topics the broker refuses to create as configured (3 replicas on one broker): exit 2, one line naming
+    the settings, no traceback."""
+    env = {**cli_env, "EMITTER_KAFKA__REPLICATION_FACTOR": "3"}
+    done = subprocess.run(
+        emitter_cmd("run", "--demo-limit", "5"), env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert last.startswith("emitter: error: Kafka refused to create topic"), last
+    assert "kafka.replication_factor" in last
+    assert "Traceback" not in done.stderr
+    print(last)
