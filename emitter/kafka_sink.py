@@ -188,13 +188,12 @@ class KafkaSink(Service):
 
     async def _ready_producer(self) -> AIOKafkaProducer:
         """The producer to commit with: a new one after a failure, checked after an expired transaction."""
-        if self._producer is not None:
-            return self._producer
-        try:
-            self._producer = await self._new_producer()
-        except KafkaError as e:
-            raise await self._outside_transaction(e, retriable=True) from e
-        if self._renewed:
+        if self._producer is None:
+            try:
+                self._producer = await self._new_producer()
+            except KafkaError as e:
+                raise await self._outside_transaction(e, retriable=True) from e
+        if self._renewed:  # until the check passed once: a failed check (an outage) is retried with the batch
             await self._check_still_ours()
             self._renewed = False
         return self._producer
