@@ -19,7 +19,7 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer
 
 from emitter.codec import decode
-from emitter.kafka_sink import assign_all
+from emitter.kafka_client import assign_all
 
 STAMP_PREFIX: Final = "live "
 FETCH_MAX_WAIT_MS: Final = 20

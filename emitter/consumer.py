@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 
 from emitter.codec import decode, to_json_ready
 from emitter.errors import FatalError
-from emitter.kafka_sink import assign_all, connection_options, refusal
+from emitter.kafka_client import assign_all, connection_options, refusal
 from emitter.settings import KafkaSettings
 
 

@@ -147,6 +147,9 @@ class KafkaSettings(_Section):
     )
     partitions: int = Field(default=3, gt=0, le=10000, description="Partitions of the records topic when created.")
     replication_factor: int = Field(default=1, gt=0, le=32767, description="Replicas of both topics when created.")
+    create_topics: bool = Field(
+        default=True, description="Create missing topics (needs CREATE); false: a missing topic is an error."
+    )
     transactional_id_prefix: str = Field(
         default="telegram-emitter", pattern=_NAME.pattern, description="Transactional id is <prefix>-<instance>."
     )

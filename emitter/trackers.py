@@ -225,7 +225,9 @@ class _KafkaCursorStore:
     """The emitter's Kafka sink as a cursor store: a save is one transaction of cursor records only.
 
     Starting the sink initialises its transactional producer first, which fences an older process with the
-    same identity; the cursors are read `read_committed` only after that, so they are what was committed.
+    same identity; the cursors are read only after that, by the emitter's one cursor reader
+    (`emitter.cursor_reader`, through the sink), so they are what was committed, even while another identity
+    holds a transaction open on the shared topic.
     """
 
     def __init__(self, settings: KafkaSettings, instance: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final
 
-from reliability import broker_faults, oversize, sigkill, sigterm, telegram_faults
+from reliability import broker_faults, open_transaction, oversize, sigkill, sigterm, telegram_faults
 from reliability.common import Broker, Row, ScenarioError, delete_topics, log, machine
 
 Scenario = Callable[..., None]
@@ -31,6 +31,7 @@ SCENARIOS: Final[dict[str, tuple[str, ModuleType]]] = {
     "broker": ("3 broker kill -9", broker_faults),
     "telegram": ("4 Telegram faults, one run", telegram_faults),
     "oversize": ("5 oversized records", oversize),
+    "open-txn": ("6 two identities, one open transaction", open_transaction),
 }
 RESULTS: Final = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER: Final = ("scenario", "sent", "received", "lost", "duplicated", "result", "seconds", "details")

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from emitter.codec import decode
-from emitter.kafka_sink import assign_all, connection_options
+from emitter.kafka_client import assign_all, connection_options
 from emitter.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
