@@ -1,0 +1,51 @@
+"""Our Avro bytes against Java's reference implementation (dev/avro-java)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emitter.codec import SCHEMA_DIR, Encoder, Schema, decode
+from tests.factories import event
+from tests.integration.avro_java import java_decode, java_fingerprint
+from tests.unit.test_codec import FULL
+
+SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.avsc"))
+
+
+def as_java_json(value: Any) -> Any:
+    """A fastavro record as Java's GenericData prints it: timestamps as epoch milliseconds."""
+    if isinstance(value, dict):
+        return {k: as_java_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_java_json(v) for v in value]
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return value
+
+
+def test_there_are_schemas_to_compare() -> None:
+    """The packaged schema directory holds the record schema (so the fingerprint test is not vacuous)."""
+    assert any(p.name == "telegram_message.avsc" for p in SCHEMA_FILES)
+
+
+@pytest.mark.parametrize("schema_file", SCHEMA_FILES, ids=lambda p: p.name)
+def test_java_fingerprint_equals_the_single_object_header(schema_file: Path) -> None:
+    """Java's parsingFingerprint64 equals the fingerprint our single-object header carries."""
+    schema = Schema.load(schema_file)
+    header = Encoder(schema).header
+    assert header[:2] == b"\xc3\x01"
+    assert java_fingerprint(schema_file) == header[2:10]
+
+
+def test_java_reads_single_object_values() -> None:
+    """Java's GenericDatumReader reads our single-object values to the same record fastavro reads."""
+    events = [FULL, event(8), event(9, text="", sender=None)]
+    values = [Encoder().encode(e) for e in events]
+    read = java_decode(values, SCHEMA_DIR / "telegram_message.avsc")
+    assert read == [as_java_json(decode(v)) for v in values]
+    assert read[0]["text"] == "hello 👋 world"
+    assert read[0]["media"]["size"] == 3 * 2**31
