@@ -8,8 +8,10 @@
 //       the schema's parsing canonical form.
 //   decode --writer-schema FILE [--reader-schema FILE] [--framing auto|single-object|confluent|raw]
 //       reads one value per line from stdin as hex, prints one JSON object per line. auto: C3 01 is single
-//       object encoding (the fingerprint must be the writer schema's), 00 is Confluent framing (the schema id
-//       is not checked: the caller fetched the writer schema from the registry), anything else is refused.
+//       object encoding, read by Avro's own BinaryMessageDecoder (which looks the writer schema up by the
+//       header's fingerprint, so a fingerprint Java computes differently fails here); 00 is Confluent
+//       framing (the schema id is not checked: the caller fetched the writer schema from the registry);
+//       anything else is refused.
 //       With --reader-schema the value is read through Avro's schema resolution (an old or new reader).
 //
 // Exit codes: 0 done, 1 a value that cannot be read, 2 a usage mistake. Errors are one line on stderr.
@@ -29,10 +31,12 @@ import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericDatumReader;
 import org.apache.avro.io.BinaryDecoder;
 import org.apache.avro.io.DecoderFactory;
+import org.apache.avro.message.BinaryMessageDecoder;
 
 public final class AvroTool {
     private static final int EXIT_BAD_VALUE = 1;
     private static final int EXIT_USAGE = 2;
+    private static final int SINGLE_OBJECT_HEADER = 10;
 
     private AvroTool() {}
 
@@ -125,6 +129,8 @@ public final class AvroTool {
         Schema writer = parse(writerPath);
         Schema reader = readerPath == null ? writer : parse(readerPath);
         GenericDatumReader<Object> datumReader = new GenericDatumReader<>(writer, reader, GenericData.get());
+        BinaryMessageDecoder<Object> messageDecoder = new BinaryMessageDecoder<>(GenericData.get(), reader);
+        messageDecoder.addSchema(writer);
         String expected = fingerprintHex(writer);
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         BinaryDecoder decoder = null;
@@ -137,10 +143,15 @@ public final class AvroTool {
                 }
                 byte[] value = hex(line.strip(), lineNo);
                 int offset = bodyOffset(value, framing, expected, lineNo);
-                decoder = DecoderFactory.get().binaryDecoder(value, offset, value.length - offset, decoder);
-                Object datum = datumReader.read(null, decoder);
-                if (!decoder.isEnd()) {
-                    throw new Failure(EXIT_BAD_VALUE, "line " + lineNo + ": bytes left after the record");
+                Object datum;
+                if (offset == SINGLE_OBJECT_HEADER) {
+                    datum = messageDecoder.decode(value);
+                } else {
+                    decoder = DecoderFactory.get().binaryDecoder(value, offset, value.length - offset, decoder);
+                    datum = datumReader.read(null, decoder);
+                    if (!decoder.isEnd()) {
+                        throw new Failure(EXIT_BAD_VALUE, "line " + lineNo + ": bytes left after the record");
+                    }
                 }
                 // GenericData's toString is JSON: records and maps as objects, unions unwrapped.
                 out.println(GenericData.get().toString(datum));
@@ -172,7 +183,7 @@ public final class AvroTool {
                     throw new Failure(EXIT_BAD_VALUE, "line " + lineNo + ": fingerprint " + found
                             + " is not the writer schema's " + expected);
                 }
-                return 10;
+                return SINGLE_OBJECT_HEADER;
             }
             case "confluent" -> {
                 if (!confluent) {

@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import avro.schema
 import pytest
 
 from emitter.codec import SCHEMA_DIR, Encoder, Schema, decode
@@ -49,3 +50,13 @@ def test_java_reads_single_object_values() -> None:
     assert read == [as_java_json(decode(v)) for v in values]
     assert read[0]["text"] == "hello 👋 world"
     assert read[0]["media"]["size"] == 3 * 2**31
+
+
+def test_python_avro_package_fingerprints_logical_types_differently() -> None:
+    """The Python `avro` package's fingerprint of our schema differs from Java's (the README warns of it):
+    it keeps {"type": "long"} for timestamp-millis in the canonical form, so its consumers must not look
+    our schema up by its own fingerprint."""
+    schema_file = SCHEMA_DIR / "telegram_message.avsc"
+    theirs = avro.schema.parse(schema_file.read_text()).fingerprint()
+    assert java_fingerprint(schema_file) == Schema.load(schema_file).fingerprint
+    assert theirs not in {Schema.load(schema_file).fingerprint, Schema.load(schema_file).fingerprint[::-1]}
