@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -163,6 +164,20 @@ def test_tail_and_decode_with_a_registry(
     assert "Traceback" not in tail.stderr
 
 
+def test_tail_without_a_registry_reads_single_object_records(kafka: str, cli_env: dict[str, str]) -> None:
+    """Without a registry configured `emitter tail` reads single-object values as before."""
+    assert run_demo(cli_env).returncode == 0
+    tail = subprocess.run(
+        emitter_cmd("tail", "--from-beginning", "--max", str(2 * LIMIT), "--idle-timeout", "20"),
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tail.returncode == 0, tail.stderr
+    assert sorted({json.loads(line)["message_id"] for line in tail.stdout.splitlines()}) == list(range(1, LIMIT + 1))
+
+
 async def test_basic_auth_is_sent_and_a_wrong_password_is_one_line(registry: str, settings: Settings) -> None:
     """The registry's basic-auth credentials are sent; refused ones give one fatal line without the password."""
     with running(RegistryProxy(registry, username="svc", password=CREDENTIALS["right"])) as proxy:
@@ -239,7 +254,7 @@ def test_registry_down_at_start_retries_then_works(
     assert "Traceback" not in text
     retry = next(json.loads(line) for line in text.splitlines() if needle in line)
     assert retry["level"] in {"WARNING", "warning"}
-    assert "retrying in " in retry["message"]
+    assert re.fullmatch(rf"start sink failed: {re.escape(needle)}.+; retrying in \d+\.\d s", retry["message"])
     written = values(kafka, names["topic"])
     assert len(written) == 2 * LIMIT
     assert {confluent_schema_id(v) for v in written} == {1}  # the fresh registry's first id
