@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,17 @@ def test_python_avro_package_fingerprints_logical_types_differently() -> None:
     theirs = avro.schema.parse(schema_file.read_text()).fingerprint()
     assert java_fingerprint(schema_file) == Schema.load(schema_file).fingerprint
     assert theirs not in {Schema.load(schema_file).fingerprint, Schema.load(schema_file).fingerprint[::-1]}
+
+
+def test_java_reads_new_records_with_an_older_reader_schema(tmp_path: Path) -> None:
+    """Through Avro's schema resolution a reader that knows only some fields reads our records: what an
+    older consumer does when the schema gains fields."""
+    full = json.loads((SCHEMA_DIR / "telegram_message.avsc").read_text())
+    kept = {"event_type", "group", "message_id", "text"}
+    older = {**full, "fields": [f for f in full["fields"] if f["name"] in kept]}
+    reader = tmp_path / "older.avsc"
+    reader.write_text(json.dumps(older))
+    values = [Encoder().encode(e) for e in (FULL, event(8))]
+    read = java_decode(values, SCHEMA_DIR / "telegram_message.avsc", reader_schema=reader)
+    assert [set(r) for r in read] == [kept, kept]
+    assert [(r["message_id"], r["text"]) for r in read] == [(7, "hello 👋 world"), (8, "")]
