@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 BOOTSTRAP ?= 127.0.0.1:9092
 LINT_PATHS := emitter tests examples $(wildcard bench) $(wildcard reliability)
 
-.PHONY: help venv kafka kafka-stop jaeger redis-server deploy-checks bench reliability run lint test test-unit test-integration clean
+.PHONY: help venv kafka kafka-stop jaeger registry avro-java redis-server deploy-checks bench reliability run lint test test-unit test-integration clean
 
 help:
 	@echo "make run    - start the local Kafka and run the emitter on the demo source, printing records"
@@ -34,6 +34,12 @@ kafka-stop:
 jaeger:
 	dev/jaeger start
 
+registry:
+	dev/registry start
+
+avro-java:
+	@dev/avro-java build >/dev/null
+
 deploy-checks: venv
 	dev/deploy-checks
 
@@ -51,10 +57,10 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
-test-integration: venv kafka jaeger redis-server
+test-integration: venv kafka jaeger registry avro-java redis-server
 	$(BIN)/pytest tests/integration
 
-test: venv kafka jaeger redis-server lint deploy-checks
+test: venv kafka jaeger registry avro-java redis-server lint deploy-checks
 	$(BIN)/pytest tests --ignore=tests/deploy --ignore=tests/integration/test_reliability_smoke.py
 
 reliability: venv

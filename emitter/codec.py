@@ -6,7 +6,8 @@ Wire formats, both self-describing so that a consumer can find the schema from t
   (little-endian) + the Avro binary body.
 - Confluent framing (when a schema registry is configured): ``00`` + the 4-byte big-endian schema id + body.
 
-Consumers call `decode(value)`; the Confluent form also needs `registry_url` (or a registry object).
+Consumers call `decode(value)`; the Confluent form also needs `registry=` (a URL, or a client from
+`emitter.schema_registry`, which fetches each schema id once).
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from __future__ import annotations
 import io
 import json
 import struct
-import urllib.request
 from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -213,26 +213,52 @@ class Encoder:
         return buf.getvalue()
 
 
-def decode(value: bytes, *, registry: SchemaRegistry | str | None = None) -> AvroRecord:
+class SchemaLookup(Protocol):
+    """Finds a Confluent-framed value's writer schema by its registry id (`emitter.schema_registry`)."""
+
+    def schema_by_id(self, schema_id: int) -> Schema:
+        """The schema registered with this id."""
+        ...
+
+
+def confluent_schema_id(value: bytes) -> int | None:
+    """The registry schema id of a Confluent-framed value; None for any other bytes."""
+    if value[:1] == CONFLUENT_MAGIC and len(value) >= 5:
+        return int(struct.unpack(">I", value[1:5])[0])
+    return None
+
+
+@cache
+def _registry_for_url(url: str) -> SchemaLookup:
+    # One client per URL for the life of the process: its schema cache is what spares a request per record.
+    from emitter.schema_registry import BlockingSchemaRegistry  # noqa: PLC0415 - the codec needs no HTTP otherwise
+
+    return BlockingSchemaRegistry(url)
+
+
+def decode(value: bytes, *, registry: SchemaLookup | str | None = None) -> AvroRecord:
     """The record inside a framed value from `telegram-messages`.
 
     Args:
         value: the Kafka record value.
-        registry: the schema registry (or its URL) for Confluent-framed values; not needed otherwise.
+        registry: for Confluent-framed values, the schema registry's URL (one cached client per URL) or a
+            client such as `emitter.schema_registry.BlockingSchemaRegistry` (credentials, TLS); each schema
+            id is fetched once. Not needed for single-object values.
 
     Raises:
         ValueError: the bytes are not a framed record of a known schema.
     """
+    schema_id = confluent_schema_id(value)
     if value[:2] == SINGLE_OBJECT_MAGIC:
         schema = _known_by_fingerprint().get(value[2:10])
         if schema is None:
             raise ValueError(f"unknown schema fingerprint {value[2:10].hex()}: not a schema in {SCHEMA_DIR}")
         body = value[10:]
-    elif value[:1] == CONFLUENT_MAGIC and len(value) >= 5:
+    elif schema_id is not None:
         if registry is None:
             raise ValueError("Confluent-framed record: pass registry= (the schema registry URL)")
-        reg = SchemaRegistry(registry) if isinstance(registry, str) else registry
-        schema = reg.schema_by_id(struct.unpack(">I", value[1:5])[0])
+        lookup = _registry_for_url(registry) if isinstance(registry, str) else registry
+        schema = lookup.schema_by_id(schema_id)
         body = value[5:]
     else:
         raise ValueError(f"not a framed Avro record (first bytes {value[:2].hex() or 'empty'})")
@@ -251,37 +277,3 @@ def to_json_ready(record: AvroRecord) -> Any:
     if isinstance(record, datetime):
         return record.isoformat().replace("+00:00", "Z")
     return record
-
-
-class SchemaRegistry:
-    """A minimal Confluent-compatible schema registry client (register and fetch by id)."""
-
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-        self._by_id: dict[int, Schema] = {}
-
-    def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(  # noqa: S310 - the URL is the operator's configured registry
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
-        )
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - same
-            return json.loads(resp.read())
-
-    def register(self, subject: str, schema: Schema) -> int:
-        """Register `schema` under `subject` (idempotent on the registry's side) and return its id."""
-        doc = self._request("POST", f"/subjects/{subject}/versions", {"schema": json.dumps(schema.raw)})
-        schema_id = int(doc["id"])
-        self._by_id[schema_id] = schema
-        return schema_id
-
-    def schema_by_id(self, schema_id: int) -> Schema:
-        """The schema with this id, fetched once and cached."""
-        if schema_id not in self._by_id:
-            doc = self._request("GET", f"/schemas/ids/{schema_id}")
-            self._by_id[schema_id] = Schema(json.loads(doc["schema"]))
-        return self._by_id[schema_id]

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from emitter.codec import decode, to_json_ready
 from emitter.errors import FatalError
 from emitter.kafka_client import assign_all, connection_options, refusal
+from emitter.schema_registry import RegistryConfig, SchemaRegistry
 from emitter.settings import KafkaSettings
 
 
@@ -28,8 +29,11 @@ async def tail(
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield committed records as JSON-ready dicts, with `_partition` and `_offset` added.
 
+    Confluent-framed values are decoded with the schema registry of `settings` (each schema id fetched
+    once); single-object values need none.
+
     Args:
-        settings: where to read (topic, brokers, security).
+        settings: where to read (topic, brokers, security, schema registry).
         from_beginning: start at the oldest record instead of the end.
         group_id: only records of this group (marked id).
         max_records: stop after this many records.
@@ -44,14 +48,11 @@ async def tail(
         await consumer.stop()
         servers = ",".join(settings.bootstrap_servers or ())
         raise await refusal(settings, e) or FatalError(f"Kafka at {servers} is not reachable: {e}") from e
+    registry = SchemaRegistry(RegistryConfig.from_settings(settings)) if settings.schema_registry_url else None
     try:
-        tps = await assign_all(consumer, settings.topic)
-        if not tps:
-            raise FatalError(f"topic {settings.topic!r} does not exist on {','.join(settings.bootstrap_servers or ())}")
-        if from_beginning:
-            await consumer.seek_to_beginning(*tps)
-        else:
-            await consumer.seek_to_end(*tps)
+        if registry is not None:
+            await registry.start()
+        await _seek(consumer, settings, from_beginning)
         key = None if group_id is None else str(group_id).encode()
         seen = 0
         loop = asyncio.get_running_loop()
@@ -67,7 +68,8 @@ async def tail(
                 for r in records:
                     if key is not None and r.key != key:
                         continue
-                    doc = to_json_ready(decode(r.value))
+                    record = decode(r.value) if registry is None else await registry.decode(r.value)
+                    doc = to_json_ready(record)
                     doc["_partition"], doc["_offset"] = r.partition, r.offset
                     yield doc
                     seen += 1
@@ -75,3 +77,15 @@ async def tail(
                         return
     finally:
         await consumer.stop()
+        if registry is not None:
+            await registry.stop()
+
+
+async def _seek(consumer: AIOKafkaConsumer, settings: KafkaSettings, from_beginning: bool) -> None:
+    tps = await assign_all(consumer, settings.topic)
+    if not tps:
+        raise FatalError(f"topic {settings.topic!r} does not exist on {','.join(settings.bootstrap_servers or ())}")
+    if from_beginning:
+        await consumer.seek_to_beginning(*tps)
+    else:
+        await consumer.seek_to_end(*tps)

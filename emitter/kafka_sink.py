@@ -23,7 +23,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.transaction import EndTxnRequest
 from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
 
-from emitter.codec import Encoder, SchemaRegistry, message_schema
+from emitter.codec import Encoder, message_schema
 from emitter.cursor import GroupCursor
 from emitter.cursor_reader import cursor_key, read_cursors
 from emitter.errors import ConfigError, EmitterError, FatalError, FencedError, RetriableError
@@ -34,6 +34,7 @@ from emitter.lifecycle import Service
 from emitter.oversize import fit
 from emitter.protocols import Batch
 from emitter.records import MessageEvent
+from emitter.schema_registry import register_value_schema
 from emitter.settings import KafkaSettings
 from emitter.tracing import inject_headers
 from emitter.tracing import tracer as default_tracer
@@ -102,8 +103,7 @@ class KafkaSink(Service):
         try:
             await ensure_topics(self.settings)
             if self.settings.schema_registry_url and self._encoder is None:
-                registry = SchemaRegistry(self.settings.schema_registry_url)
-                schema_id = await asyncio.to_thread(registry.register, f"{self.settings.topic}-value", message_schema())
+                schema_id = await register_value_schema(self.settings, message_schema())
                 self._encoder = Encoder(confluent_schema_id=schema_id)
             self._producer = await self._new_producer()
         except KafkaError as e:

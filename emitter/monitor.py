@@ -304,7 +304,7 @@ class Monitor:
                 self._sink_ok = False
                 self.metrics.ready.set(0)
                 self.stats.retries += 1
-                log.warning("%s failed, retrying in %.1f s: %s", what, delay, e)
+                log.warning("%s failed: %s; retrying in %.1f s", what, e, delay)
                 if self._stop.is_set() and what != "commit":
                     return None
                 await asyncio.sleep(delay)

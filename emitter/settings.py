@@ -56,6 +56,9 @@ _GROUP_SPEC = re.compile(
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
+SubjectNameStrategy = Literal["topic", "record", "topic-record"]
+"""Confluent's subject naming: TopicNameStrategy, RecordNameStrategy, TopicRecordNameStrategy."""
+
 _ini_path: ContextVar[Path | None] = ContextVar("_ini_path", default=None)
 
 
@@ -183,6 +186,16 @@ class KafkaSettings(_Section):
     schema_registry_url: str | None = Field(
         default=None, pattern=r"^https?://\S+$", description="Confluent-compatible registry: switches to its framing."
     )
+    subject_name_strategy: SubjectNameStrategy = Field(
+        default="topic", description="Registry subject: topic (<topic>-value), record or topic-record."
+    )
+    schema_registry_username: str | None = Field(default=None, description="Registry basic-auth user.")
+    schema_registry_password: SecretStr | None = Field(
+        default=None, description="Registry basic-auth password (secret)."
+    )
+    schema_registry_ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle that signed the registry's certificate (https)."
+    )
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
@@ -198,6 +211,23 @@ class KafkaSettings(_Section):
             if not _HOST_PORT.match(server) or not 0 < int(port) < 65536:
                 raise ValueError(f"{server!r} is not a broker address: expected host:port, for example 127.0.0.1:9092")
         return servers
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _check_registry_url(cls, url: str | None) -> str | None:
+        # Credentials inside the URL would end up in every log line and error that names the registry.
+        if url is not None and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError(
+                "schema_registry_url carries credentials: put them in schema_registry_username and "
+                "schema_registry_password instead"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _check_registry_auth(self) -> KafkaSettings:
+        if (self.schema_registry_username is None) != (self.schema_registry_password is None):
+            raise ValueError("schema_registry_username and schema_registry_password go together: set both or neither")
+        return self
 
     @model_validator(mode="after")
     def _check_sasl(self) -> KafkaSettings:
@@ -453,7 +483,7 @@ def load_settings(
         init: dict[str, Any] = {k: dict(v) for k, v in (overrides or {}).items()}
         return Settings(**init)
     except ValidationError as e:
-        secret_keys = {"telegram.api_hash", "telegram.session", "kafka.sasl_password"}
+        secret_keys = {"telegram.api_hash", "telegram.session", "kafka.sasl_password", "kafka.schema_registry_password"}
         raise ConfigError(_describe(e.errors()[0], secret_keys)) from None
     finally:
         _ini_path.reset(token)

@@ -34,9 +34,16 @@ SECRET_ENV = {
     "TELEGRAM_API_HASH": "apiHash",
     "TELEGRAM_SESSION": "session",
     "EMITTER_KAFKA__SASL_PASSWORD": "kafkaSaslPassword",
+    "EMITTER_KAFKA__SCHEMA_REGISTRY_PASSWORD": "schemaRegistryPassword",
 }
 # Stand-ins for the keys of a Secret the chart does not render (existingSecret).
-EXISTING_SECRET = {"api-id": "1", "api-hash": "0" * 32, "session": "placeholder", "kafka-sasl-password": "placeholder"}
+EXISTING_SECRET = {
+    "api-id": "1",
+    "api-hash": "0" * 32,
+    "session": "placeholder",
+    "kafka-sasl-password": "placeholder",
+    "schema-registry-password": "placeholder",
+}
 # Settings the chart sets itself, outside `config`.
 MANAGED = {
     ("telegram", "groups"),  # identities[].groups
@@ -52,6 +59,7 @@ SECRET_SETTINGS = {
     ("telegram", "api_hash"),
     ("telegram", "session"),
     ("kafka", "sasl_password"),
+    ("kafka", "schema_registry_password"),
 }
 LOGIN_ONLY = {("telegram", "session_file"), ("telegram", "phone")}  # `emitter login`, not a running pod
 FREE_FORM_MAPS = {"podAnnotations", "podLabels", "nodeSelector", "annotations", "labels"}
@@ -158,6 +166,7 @@ def test_existing_secret_is_referenced_not_rendered(full_manifests: list[Manifes
     refs = {name: env[name]["valueFrom"]["secretKeyRef"] for name in SECRET_ENV}
     assert {ref["name"] for ref in refs.values()} == {markets["existingSecret"]}
     assert refs["EMITTER_KAFKA__SASL_PASSWORD"].get("optional") is True
+    assert refs["EMITTER_KAFKA__SCHEMA_REGISTRY_PASSWORD"].get("optional") is True
     assert not any(refs[name].get("optional") for name in ("TELEGRAM_API_ID", "TELEGRAM_API_HASH", "TELEGRAM_SESSION"))
 
 

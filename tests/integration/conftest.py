@@ -88,3 +88,15 @@ def cli_env(kafka: str, names: dict[str, str], tmp_path: Path) -> dict[str, str]
 def emitter_cmd(*args: str) -> list[str]:
     """The command line of the `emitter` console script, run by this interpreter."""
     return [sys.executable, "-m", "emitter.cli", *args]
+
+
+REGISTRY_PORT = int(os.environ.get("TEST_REGISTRY_PORT", "38081"))
+
+
+@pytest.fixture(scope="session")
+def registry() -> str:
+    """The schema registry's Confluent-compatible URL, started through dev/registry (idempotent, never skips)."""
+    env = dict(os.environ, REGISTRY_PORT=str(REGISTRY_PORT))
+    subprocess.run([str(ROOT / "dev" / "registry"), "start"], check=True, timeout=600, env=env)
+    assert _reachable(f"127.0.0.1:{REGISTRY_PORT}"), f"no schema registry on 127.0.0.1:{REGISTRY_PORT}"
+    return f"http://127.0.0.1:{REGISTRY_PORT}/apis/ccompat/v7"

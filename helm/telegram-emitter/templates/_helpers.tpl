@@ -118,6 +118,7 @@ hasSecret:
   apiHash: {{ or (not (empty $id.existingSecret)) (not (empty $secret.apiHash)) }}
   session: {{ or (not (empty $id.existingSecret)) (not (empty $secret.session)) }}
   kafkaSaslPassword: {{ or (not (empty $id.existingSecret)) (not (empty $secret.kafkaSaslPassword)) }}
+  schemaRegistryPassword: {{ or (not (empty $id.existingSecret)) (not (empty $secret.schemaRegistryPassword)) }}
 {{- end }}
 
 {{/* One INI value: lists joined with commas, whole numbers without an exponent. */}}
