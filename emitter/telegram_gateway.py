@@ -310,13 +310,25 @@ class Bucket:
         self.updated = self.held_until
 
 
+FAIR_SHARE: Final = 4
+"""Every this many grants of a kind go to its oldest waiter whatever its priority, so that sweeps of many
+followed groups, which alone can ask for more than the pace allows, never starve the backfills."""
+
+
 @dataclass
 class _Lane:
-    """One kind's bucket and its waiting requests, best priority first."""
+    """One kind's bucket and its waiting requests, best priority first (and, now and then, oldest first)."""
 
     bucket: Bucket
     waiters: list[tuple[int, int]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    grants: int = 0
+
+    def head(self) -> tuple[int, int]:
+        """The waiter whose turn it is."""
+        if self.grants % FAIR_SHARE == FAIR_SHARE - 1:
+            return min(self.waiters, key=lambda ticket: ticket[1])
+        return self.waiters[0]
 
 
 @dataclass
@@ -545,13 +557,14 @@ class RequestGateway:
         heapq.heappush(lane.waiters, ticket)
         try:
             while True:
-                if lane.waiters[0] != ticket:
+                if lane.head() != ticket:
                     lane.changed.clear()
                     await lane.changed.wait()
                     continue
                 wait = self._wait_time(lane)
                 if wait <= 0:
                     now = self.clock.monotonic()
+                    lane.grants += 1
                     if self.paced:
                         lane.bucket.take(now)
                         self._account.take(now)

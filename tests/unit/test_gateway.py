@@ -236,3 +236,21 @@ async def test_attaching_takes_flood_sleeping_away_from_telethon() -> None:
     assert client._request_retries == 1
     gw.detach()
     assert "_call" not in vars(client)
+
+
+async def test_a_busy_kind_still_serves_its_oldest_waiter_now_and_then() -> None:
+    """Sweeps that alone ask for more than the pace never starve a backfill: every few grants go to the oldest."""
+    clock = ScaledClock(200)
+    gw, _client = gateway(clock, paces={RequestKind.HISTORY: Pace(2.0, 1)})
+    done: list[str] = []
+
+    async def one(name: str, prio: Priority) -> None:
+        with requests_for(None, prio):
+            await gw.call(None, HISTORY)
+        done.append(name)
+
+    backfill = asyncio.create_task(one("backfill", Priority.BACKFILL))
+    await asyncio.sleep(0)
+    sweeps = [asyncio.create_task(one(f"sweep {i}", Priority.SWEEP)) for i in range(12)]
+    await asyncio.gather(backfill, *sweeps)
+    assert done.index("backfill") < 6, done
