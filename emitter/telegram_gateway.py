@@ -311,13 +311,13 @@ class Bucket:
 
 
 FAIR_SHARE: Final = 4
-"""Every this many grants of a kind go to its oldest waiter whatever its priority, so that sweeps of many
-followed groups, which alone can ask for more than the pace allows, never starve the backfills."""
+"""Every this many grants of a kind go to the oldest waiter of the lowest priority waiting, so that sweeps of
+many followed groups, which alone can ask for more than the pace allows, never starve the backfills."""
 
 
 @dataclass
 class _Lane:
-    """One kind's bucket and its waiting requests, best priority first (and, now and then, oldest first)."""
+    """One kind's bucket and its waiting requests, best priority first (and, now and then, the lowest)."""
 
     bucket: Bucket
     waiters: list[tuple[int, int]] = field(default_factory=list)
@@ -327,7 +327,8 @@ class _Lane:
     def head(self) -> tuple[int, int]:
         """The waiter whose turn it is."""
         if self.grants % FAIR_SHARE == FAIR_SHARE - 1:
-            return min(self.waiters, key=lambda ticket: ticket[1])
+            lowest = max(prio for prio, _ in self.waiters)
+            return min(t for t in self.waiters if t[0] == lowest)
         return self.waiters[0]
 
 
