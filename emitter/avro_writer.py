@@ -30,7 +30,7 @@ import dataclasses
 import keyword
 import struct
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 __all__ = ["RecordWriter", "UnsupportedSchema", "UnsupportedValue", "build_writer"]
@@ -40,8 +40,12 @@ _SMALL: Final = 1 << 14
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PRIMITIVES: Final = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _NAMED: Final = frozenset({"record", "error", "enum", "fixed"})
-_TIME_UNITS: Final = {"timestamp-millis": 1000, "timestamp-micros": 1}
-"""Supported logical types on `long`: divisor of the microseconds."""
+_TIME_UNITS: Final = {"timestamp-millis": timedelta(milliseconds=1), "timestamp-micros": timedelta(microseconds=1)}
+"""Supported logical types on `long`, and their unit.
+
+fastavro computes `(days * 86400 + seconds) * 1000 + int(microseconds / 1000)` of `value - epoch`; a timedelta's
+microseconds are never negative, so that is the floor division of the timedelta by a millisecond, done in C.
+"""
 
 
 class UnsupportedSchema(ValueError):
@@ -156,12 +160,7 @@ class _Generator:
                 raise UnsupportedSchema(f"logical type {logical!r} on {kind}")
             c.emit(d, f"if type({x}) is not _datetime or {x}.tzinfo is None:")
             self.unsupported(d + 1, f"{logical} wants an aware datetime")
-            t = c.var("t")
-            # fastavro's own arithmetic (exact integers, microseconds truncated toward zero).
-            c.emit(d, f"{t} = {x} - _EPOCH")
-            micros = f"{t}.microseconds" if logical == "timestamp-micros" else f"{t}.microseconds // 1000"
-            scale = 1_000_000 // _TIME_UNITS[logical]
-            c.emit(d, f"{x} = ({t}.days * 86400 + {t}.seconds) * {scale} + {micros}")
+            c.emit(d, f"{x} = ({x} - _EPOCH) // {c.const(_TIME_UNITS[logical], '_unit')}")
             self.integer(x, d, 64)
         elif kind == "null":
             c.emit(d, f"if {x} is not None:")
