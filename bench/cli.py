@@ -32,6 +32,7 @@ SCENARIOS: Final = {
     "cold-start": "bench.cold_start",
     "telegram": "bench.telegram_efficiency",
     "profile": "bench.hot_path",
+    "encode": "bench.encode",
 }
 """Scenario name (for --only) → module with `NAME` and `scenario(ctx) -> list[Row]`, in the table's order."""
 
