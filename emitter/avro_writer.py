@@ -27,6 +27,7 @@ So the writer only writes what it knows fastavro would write the same way, and d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import keyword
 import struct
 from collections.abc import Callable, Mapping
@@ -70,6 +71,15 @@ _TABLE: Final = tuple(_varint(z) for z in range(_SMALL))
 """The varint of every value below 2**14 (one or two bytes)."""
 _CHUNK: Final = tuple(bytes(((z & 0x7F) | 0x80, (z >> 7) | 0x80)) for z in range(_SMALL))
 """14 bits of a longer varint: both 7-bit groups with their continuation bit set."""
+_TRUE: Final = b"\x01"
+_FALSE: Final = b"\x00"
+_PREFIXED: Final = 128
+"""Small values (one varint byte) after a union's branch index come from a table of both bytes."""
+
+
+@functools.cache
+def _prefixed(prefix: bytes) -> tuple[bytes, ...]:
+    return tuple(prefix + _TABLE[z] for z in range(_PREFIXED))
 
 
 RecordWriter = Callable[[bytearray, Any], None]
@@ -107,6 +117,8 @@ class _Generator:
         self.types = types
         self.named: dict[str, Any] = {}
         self.stack: list[str] = []
+        self.arrays = 0
+        """How many arrays enclose the code being generated (their items differ from one to the next)."""
         self.code = _Code()
 
     def function(self, schema: Any) -> str:
@@ -119,28 +131,35 @@ class _Generator:
         self.code.emit(2, "raise _Unsupported(f'{type(e).__name__}: {e}') from e")
         return "\n".join(self.code.lines) + "\n"
 
-    def value(self, schema: Any, x: str, d: int) -> None:
-        """Code appending the encoding of the value in local `x` to `out`, at indentation `d`."""
+    def value(self, schema: Any, x: str, d: int, prefix: bytes = b"") -> None:
+        """Code appending `prefix` and the encoding of the value in local `x` to `out`, at indentation `d`.
+
+        The prefix is a union's branch index: scalars fold it into their first append.
+        """
         if isinstance(schema, list):
+            self.flush(prefix, d)
             self.union(schema, x, d)
             return
         if isinstance(schema, str):
             if schema in _PRIMITIVES:
-                self.primitive(schema, None, x, d)
+                self.primitive(schema, None, x, d, prefix)
                 return
             if schema not in self.named:
                 raise UnsupportedSchema(f"unknown type {schema!r}")
             schema = self.named[schema]
         kind = schema.get("type")
         if isinstance(kind, (list, dict)):
-            self.value(kind, x, d)  # {"type": {...}} or {"type": [...]}
+            self.value(kind, x, d, prefix)  # {"type": {...}} or {"type": [...]}
             return
         if kind in _PRIMITIVES:
-            self.primitive(kind, schema.get("logicalType"), x, d)
-        elif kind in ("record", "error"):
+            self.primitive(kind, schema.get("logicalType"), x, d, prefix)
+            return
+        if kind == "enum":
+            self.enum(schema, x, d, prefix)
+            return
+        self.flush(prefix, d)
+        if kind in ("record", "error"):
             self.record(schema, x, d)
-        elif kind == "enum":
-            self.enum(schema, x, d)
         elif kind == "fixed":
             self.fixed(schema, x, d)
         elif kind == "array":
@@ -150,10 +169,14 @@ class _Generator:
         else:
             raise UnsupportedSchema(f"unknown type {kind!r}")
 
+    def flush(self, prefix: bytes, d: int) -> None:
+        if prefix:
+            self.code.emit(d, f"out += {prefix!r}")
+
     def unsupported(self, d: int, what: str) -> None:
         self.code.emit(d, f"raise _Unsupported({what!r})")
 
-    def primitive(self, kind: str, logical: object, x: str, d: int) -> None:
+    def primitive(self, kind: str, logical: object, x: str, d: int, prefix: bytes = b"") -> None:
         c = self.code
         if logical is not None:
             if kind != "long" or logical not in _TIME_UNITS:
@@ -161,43 +184,56 @@ class _Generator:
             c.emit(d, f"if type({x}) is not _datetime or {x}.tzinfo is None:")
             self.unsupported(d + 1, f"{logical} wants an aware datetime")
             c.emit(d, f"{x} = ({x} - _EPOCH) // {c.const(_TIME_UNITS[logical], '_unit')}")
-            self.integer(x, d, 64)
+            self.integer(x, d, 64, prefix)
         elif kind == "null":
             c.emit(d, f"if {x} is not None:")
             self.unsupported(d + 1, "null wants None")
+            self.flush(prefix, d)
         elif kind == "boolean":
             c.emit(d, f"if {x} is True:")
-            c.emit(d + 1, "out += b'\\x01'")
+            c.emit(d + 1, f"out += {prefix + _TRUE!r}")
             c.emit(d, f"elif {x} is False:")
-            c.emit(d + 1, "out += b'\\x00'")
+            c.emit(d + 1, f"out += {prefix + _FALSE!r}")
             c.emit(d, "else:")
             self.unsupported(d + 1, "boolean wants a bool")
         elif kind in ("int", "long"):
             c.emit(d, f"if type({x}) is not int:")
             self.unsupported(d + 1, f"{kind} wants an int")
-            self.integer(x, d, 32 if kind == "int" else 64)
+            self.integer(x, d, 32 if kind == "int" else 64, prefix)
         elif kind in ("float", "double"):
             c.emit(d, f"if type({x}) is not float:")
             self.unsupported(d + 1, f"{kind} wants a float")
+            self.flush(prefix, d)
             c.emit(d, f"out += {c.const(struct.Struct('<f' if kind == 'float' else '<d').pack, '_pack')}({x})")
         elif kind == "string":
             c.emit(d, f"if type({x}) is not str:")
             self.unsupported(d + 1, "string wants a str")
             c.emit(d, f"{x} = {x}.encode()")
-            self.length(f"len({x})", d)
+            self.length(f"len({x})", d, prefix)
             c.emit(d, f"out += {x}")
         else:  # bytes
             c.emit(d, f"if type({x}) is not bytes:")
             self.unsupported(d + 1, "bytes wants bytes")
-            self.length(f"len({x})", d)
+            self.length(f"len({x})", d, prefix)
             c.emit(d, f"out += {x}")
 
-    def integer(self, x: str, d: int, bits: int) -> None:
-        """Zig-zag varint of the int in `x`; a value outside the signed `bits` range is declined."""
+    def integer(self, x: str, d: int, bits: int, prefix: bytes = b"") -> None:
+        """`prefix` and the zig-zag varint of the int in `x`; a value outside the signed `bits` range is declined."""
         c = self.code
         z = c.var("z")
         # For any int, the 64-bit zig-zag value is below 2**bits exactly when the int fits in `bits` bits.
         c.emit(d, f"{z} = ({x} << 1) ^ ({x} >> 63)")
+        if prefix:
+            c.emit(d, f"if {z} < {_PREFIXED}:")
+            c.emit(d + 1, f"out += {c.const(_prefixed(prefix), '_ptable')}[{z}]")
+            c.emit(d, "else:")
+            self.flush(prefix, d + 1)
+            self.integer_body(z, d + 1, bits)
+        else:
+            self.integer_body(z, d, bits)
+
+    def integer_body(self, z: str, d: int, bits: int) -> None:
+        c = self.code
         c.emit(d, f"if {z} < {_SMALL}:")
         c.emit(d + 1, f"out += _TABLE[{z}]")
         # Ids and timestamps take 3 to 6 bytes: whole 14-bit chunks from a table rather than a loop.
@@ -214,12 +250,19 @@ class _Generator:
         c.emit(d, "else:")
         self.unsupported(d + 1, f"int outside {bits} bits")
 
-    def length(self, n: str, d: int) -> None:
-        """The varint of a count or byte length (never negative)."""
+    def length(self, n: str, d: int, prefix: bytes = b"") -> None:
+        """`prefix` and the varint of a count or byte length (never negative)."""
         c = self.code
         z = c.var("z")
         c.emit(d, f"{z} = {n} << 1")
-        c.emit(d, f"out += _TABLE[{z}] if {z} < {_SMALL} else _varint({z})")
+        if prefix:
+            c.emit(d, f"if {z} < {_PREFIXED}:")
+            c.emit(d + 1, f"out += {c.const(_prefixed(prefix), '_ptable')}[{z}]")
+            c.emit(d, "else:")
+            self.flush(prefix, d + 1)
+            c.emit(d + 1, f"out += _TABLE[{z}] if {z} < {_SMALL} else _varint({z})")
+        else:
+            c.emit(d, f"out += _TABLE[{z}] if {z} < {_SMALL} else _varint({z})")
 
     def union(self, branches: list[Any], x: str, d: int) -> None:
         kinds = ["null" if b == "null" or (isinstance(b, dict) and b.get("type") == "null") else b for b in branches]
@@ -235,9 +278,8 @@ class _Generator:
         c.emit(d, f"if {x} is None:")
         c.emit(d + 1, f"out += {_varint(null_index << 1)!r}")
         c.emit(d, "else:")
-        c.emit(d + 1, f"out += {_varint((1 - null_index) << 1)!r}")
         # Every branch check below is at least as strict as fastavro's validation, which picks the branch.
-        self.value(other, x, d + 1)
+        self.value(other, x, d + 1, _varint((1 - null_index) << 1))
 
     def register(self, schema: Mapping[str, Any]) -> str:
         name = schema["name"]
@@ -254,30 +296,100 @@ class _Generator:
         if cls is None:
             raise UnsupportedSchema(f"no Python class for record {full}")
         attributes = _attributes(cls)
-        self.stack.append(full)
         for field in schema["fields"]:
             name = field["name"]
             if not name.isidentifier() or keyword.iskeyword(name) or name not in attributes:
                 raise UnsupportedSchema(f"{cls.__name__} has no attribute for field {full}.{name}")
-            y = self.code.var("x")
-            self.code.emit(d, f"{y} = {x}.{name}")
-            self.value(field["type"], y, d)
+        self.stack.append(full)
+        if not self.arrays and _immutable(cls) and all(self.scalar(f["type"]) for f in schema["fields"]):
+            self.cached_fields(schema["fields"], x, d)
+        else:
+            self.fields(schema["fields"], x, d)
         self.stack.pop()
 
-    def enum(self, schema: Mapping[str, Any], x: str, d: int) -> None:
+    def cached_fields(self, fields: list[Mapping[str, Any]], x: str, d: int) -> None:
+        """Fields of an immutable record of scalars, with the last object's bytes kept (a group's `Group`)."""
+        c = self.code
+        last, start = c.const([(None, b"")], "_last"), c.var("s")
+        c.emit(d, f"if {last}[0][0] is {x}:")
+        c.emit(d + 1, f"out += {last}[0][1]")
+        c.emit(d, "else:")
+        c.emit(d + 1, f"{start} = len(out)")
+        self.fields(fields, x, d + 1)
+        c.emit(d + 1, f"{last}[0] = ({x}, bytes(out[{start}:]))")
+
+    def fields(self, fields: list[Mapping[str, Any]], x: str, d: int) -> None:
+        """The fields in order; a run of fields at their empty value (None, False, ()) is one append."""
+        c = self.code
+        i = 0
+        while i < len(fields):
+            run = []
+            while i + len(run) < len(fields) and self.empty_form(fields[i + len(run)]["type"]) is not None:
+                run.append(fields[i + len(run)])
+            if len(run) < 2:
+                run = [fields[i]]
+            names = [c.var("x") for _ in run]
+            for name, field in zip(names, run, strict=True):
+                c.emit(d, f"{name} = {x}.{field['name']}")
+            if len(run) == 1:
+                self.value(run[0]["type"], names[0], d)
+            else:
+                forms = [self.empty_form(f["type"]) for f in run]
+                test = " and ".join(form[0].format(name) for form, name in zip(forms, names, strict=True) if form)
+                c.emit(d, f"if {test}:")
+                c.emit(d + 1, f"out += {b''.join(form[1] for form in forms if form)!r}")
+                c.emit(d, "else:")
+                for name, field in zip(names, run, strict=True):
+                    self.value(field["type"], name, d + 1)
+            i += len(run)
+
+    def resolve(self, schema: Any) -> Any:
+        """A schema with named references and `{"type": {...}}` wrappers looked through."""
+        while True:
+            if isinstance(schema, str) and schema in self.named:
+                schema = self.named[schema]
+            elif isinstance(schema, dict) and isinstance(schema.get("type"), (list, dict)):
+                schema = schema["type"]
+            else:
+                return schema
+
+    def kind(self, schema: Any) -> str:
+        schema = self.resolve(schema)
+        if isinstance(schema, list):
+            return "union"
+        return str(schema if isinstance(schema, str) else schema.get("type"))
+
+    def scalar(self, schema: Any) -> bool:
+        """Written from immutable values only: primitives, enums, and unions of them with null."""
+        schema = self.resolve(schema)
+        if isinstance(schema, list):
+            return all(self.scalar(b) for b in schema)
+        return self.kind(schema) in _PRIMITIVES | {"enum", "fixed"}
+
+    def empty_form(self, schema: Any) -> tuple[str, bytes] | None:
+        """(test of a value, its encoding) for the value a field usually holds when it says nothing."""
+        schema = self.resolve(schema)
+        kind = self.kind(schema)
+        if kind == "union" and len(schema) == 2 and "null" in [self.kind(b) for b in schema]:
+            return "{} is None", _varint([self.kind(b) for b in schema].index("null") << 1)
+        if kind == "boolean":
+            return "{} is False", b"\x00"
+        if kind == "array":
+            return "{} is _EMPTY_TUPLE", b"\x00"  # the empty tuple is one object; anything else goes the long way
+        if kind == "map":
+            return "type({0}) is dict and not {0}", b"\x00"
+        return None
+
+    def enum(self, schema: Mapping[str, Any], x: str, d: int, prefix: bytes = b"") -> None:
         full = self.register(schema)
         cls = self.types.get(full.rsplit(".", 1)[-1])
         table: dict[str, bytes] = {}
         for index, symbol in enumerate(schema["symbols"]):
             # Keyed by the enum's members where the class has them: equal to the plain symbols, found faster.
             member = getattr(cls, "_value2member_map_", {}).get(symbol, symbol)
-            table[member] = _varint(index << 1)
-        c = self.code
-        e = c.var("e")
-        c.emit(d, f"{e} = {c.const(table, '_enum')}.get({x})")
-        c.emit(d, f"if {e} is None:")
-        self.unsupported(d + 1, f"not a symbol of {full}")
-        c.emit(d, f"out += {e}")
+            table[member] = prefix + _varint(index << 1)
+        # Anything else raises KeyError (or TypeError), which `write` turns into UnsupportedValue.
+        self.code.emit(d, f"out += {self.code.const(table, '_enum')}[{x}]")
 
     def fixed(self, schema: Mapping[str, Any], x: str, d: int) -> None:
         full = self.register(schema)
@@ -296,7 +408,9 @@ class _Generator:
         self.length(f"len({x})", d + 1)
         item = c.var("i")
         c.emit(d + 1, f"for {item} in {x}:")
+        self.arrays += 1
         self.value(schema["items"], item, d + 2)
+        self.arrays -= 1
         c.emit(d, "out += b'\\x00'")
 
     def map(self, schema: Mapping[str, Any], x: str, d: int) -> None:
@@ -308,8 +422,16 @@ class _Generator:
         key, val = c.var("k"), c.var("m")
         c.emit(d + 1, f"for {key}, {val} in {x}.items():")
         self.primitive("string", None, key, d + 2)
+        self.arrays += 1
         self.value(schema["values"], val, d + 2)
+        self.arrays -= 1
         c.emit(d, "out += b'\\x00'")
+
+
+def _immutable(cls: type) -> bool:
+    """Whether instances cannot change after construction (frozen dataclasses)."""
+    params = getattr(cls, "__dataclass_params__", None)
+    return bool(getattr(params, "frozen", False))
 
 
 def _attributes(cls: type) -> frozenset[str]:
@@ -349,6 +471,7 @@ def build_writer(schema: object, types: Mapping[str, type]) -> RecordWriter:
         "_varint": _varint,
         "_EPOCH": _EPOCH,
         "_datetime": datetime,
+        "_EMPTY_TUPLE": (),
         **consts,
     }
     name = schema.get("name") if isinstance(schema, Mapping) else None

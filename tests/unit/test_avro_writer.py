@@ -183,7 +183,18 @@ def specialised_bytes(schema: Schema, obj: object) -> bytes:
 def test_every_event_is_written_byte_for_byte_as_fastavro_writes_it(ev: MessageEvent) -> None:
     """For any MessageEvent, the generated writer's bytes equal fastavro's for to_avro(event)."""
     schema = message_schema()
-    assert specialised_bytes(schema, ev) == fastavro_bytes(schema.parsed, to_avro(ev))
+    expected = fastavro_bytes(schema.parsed, to_avro(ev))
+    assert specialised_bytes(schema, ev) == expected
+    assert specialised_bytes(schema, ev) == expected  # again: the group's bytes now come from the writer's cache
+
+
+def test_a_cached_group_is_not_confused_with_an_equal_or_another_one() -> None:
+    """Events of one Group object reuse its bytes; another Group object, equal or not, is written afresh."""
+    schema = message_schema()
+    groups = [Group(id=-100123, title="a"), Group(id=-100123, title="a"), Group(id=-100124, title="b")]
+    for group in [*groups, groups[0], groups[2], groups[2]]:
+        ev = event(1, group=group)
+        assert specialised_bytes(schema, ev) == fastavro_bytes(schema.parsed, to_avro(ev))
 
 
 def test_the_message_schema_gets_a_specialised_writer() -> None:
