@@ -323,7 +323,7 @@ class _Generator:
         c = self.code
         i = 0
         while i < len(fields):
-            run = []
+            run: list[Mapping[str, Any]] = []
             while i + len(run) < len(fields) and self.empty_form(fields[i + len(run)]["type"]) is not None:
                 run.append(fields[i + len(run)])
             if len(run) < 2:
