@@ -310,9 +310,11 @@ class _Generator:
     def cached_fields(self, fields: list[Mapping[str, Any]], x: str, d: int) -> None:
         """Fields of an immutable record of scalars, with the last object's bytes kept (a group's `Group`)."""
         c = self.code
-        last, start = c.const([(None, b"")], "_last"), c.var("s")
-        c.emit(d, f"if {last}[0][0] is {x}:")
-        c.emit(d + 1, f"out += {last}[0][1]")
+        last, start, hit = c.const([(None, b"")], "_last"), c.var("s"), c.var("c")
+        # One read of the (object, bytes) pair, so that another thread's update cannot split it.
+        c.emit(d, f"{hit} = {last}[0]")
+        c.emit(d, f"if {hit}[0] is {x}:")
+        c.emit(d + 1, f"out += {hit}[1]")
         c.emit(d, "else:")
         c.emit(d + 1, f"{start} = len(out)")
         self.fields(fields, x, d + 1)
