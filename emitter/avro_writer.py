@@ -7,6 +7,10 @@ and one append per field, nested records and unions inlined), so a record costs 
 here names a field: a field added to `schemas/*.avsc` (and to its class in `emitter.records`) is picked up at
 the next import.
 
+Two shortcuts, both still derived from the schema: a run of fields at their empty value (None, False, the
+empty tuple) is tested together and written as one constant, and an immutable record of scalars that every
+message carries (its `Group`) keeps the bytes of the last object written, reused while that object is.
+
 The writer reads the record's Python object directly (`event.group.id`, not `to_avro(event)["group"]["id"]`):
 each Avro record is a class whose attributes carry the field names, enums are `str` values (`StrEnum`s),
 arrays are tuples or lists, maps are dicts of `str`, timestamps are aware `datetime`s.
@@ -117,8 +121,12 @@ class _Generator:
         self.types = types
         self.named: dict[str, Any] = {}
         self.stack: list[str] = []
-        self.arrays = 0
-        """How many arrays enclose the code being generated (their items differ from one to the next)."""
+        self.varying = 0
+        """How many arrays, maps and unions enclose the code being generated.
+
+        Records there (a message's sender, its entities) are built per message, so a cache of the last one
+        would only cost; a record every message has (its group) is shared by the events of one group.
+        """
         self.code = _Code()
 
     def function(self, schema: Any) -> str:
@@ -138,7 +146,9 @@ class _Generator:
         """
         if isinstance(schema, list):
             self.flush(prefix, d)
+            self.varying += 1
             self.union(schema, x, d)
+            self.varying -= 1
             return
         if isinstance(schema, str):
             if schema in _PRIMITIVES:
@@ -301,7 +311,7 @@ class _Generator:
             if not name.isidentifier() or keyword.iskeyword(name) or name not in attributes:
                 raise UnsupportedSchema(f"{cls.__name__} has no attribute for field {full}.{name}")
         self.stack.append(full)
-        if not self.arrays and _immutable(cls) and all(self.scalar(f["type"]) for f in schema["fields"]):
+        if not self.varying and _immutable(cls) and all(self.scalar(f["type"]) for f in schema["fields"]):
             self.cached_fields(schema["fields"], x, d)
         else:
             self.fields(schema["fields"], x, d)
@@ -410,9 +420,9 @@ class _Generator:
         self.length(f"len({x})", d + 1)
         item = c.var("i")
         c.emit(d + 1, f"for {item} in {x}:")
-        self.arrays += 1
+        self.varying += 1
         self.value(schema["items"], item, d + 2)
-        self.arrays -= 1
+        self.varying -= 1
         c.emit(d, "out += b'\\x00'")
 
     def map(self, schema: Mapping[str, Any], x: str, d: int) -> None:
@@ -424,9 +434,9 @@ class _Generator:
         key, val = c.var("k"), c.var("m")
         c.emit(d + 1, f"for {key}, {val} in {x}.items():")
         self.primitive("string", None, key, d + 2)
-        self.arrays += 1
+        self.varying += 1
         self.value(schema["values"], val, d + 2)
-        self.arrays -= 1
+        self.varying -= 1
         c.emit(d, "out += b'\\x00'")
 
 
