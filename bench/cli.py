@@ -33,6 +33,7 @@ SCENARIOS: Final = {
     "telegram": "bench.telegram_efficiency",
     "politeness": "bench.politeness",
     "profile": "bench.hot_path",
+    "encode": "bench.encode",
 }
 """Scenario name (for --only) → module with `NAME` and `scenario(ctx) -> list[Row]`, in the table's order."""
 

@@ -55,6 +55,7 @@ class Sizes:
     cold_groups: int
     efficiency: int
     profile: int
+    encode: int
 
 
 DEFAULT_SIZES: Final = Sizes(
@@ -67,6 +68,7 @@ DEFAULT_SIZES: Final = Sizes(
     cold_groups=10_000,
     efficiency=10_000,
     profile=100_000,
+    encode=20_000,
 )
 QUICK_SIZES: Final = Sizes(
     backfill=2_000,
@@ -78,6 +80,7 @@ QUICK_SIZES: Final = Sizes(
     cold_groups=500,
     efficiency=1_000,
     profile=2_000,
+    encode=2_000,
 )
 
 

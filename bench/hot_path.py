@@ -39,7 +39,7 @@ _STAGES: Final = (
     ("Telethon: parse answers (recv loop)", "_recv_loop", "/tests/faketelegram/sender.py"),
     ("Telethon: iter_messages page post-processing", "_load_next_chunk", "/telethon/client/messages.py"),
     ("emitter: map_message", "map_message", "/emitter/telegram_mapping.py"),
-    ("emitter: Encoder.encode (to_avro + fastavro)", "encode", "/emitter/codec.py"),
+    ("emitter: Encoder.encode (the generated writer)", "encode", "/emitter/codec.py"),
     ("emitter: Tracker.accept", "accept", "/emitter/tracker.py"),
     ("emitter: KafkaSink._send_transaction", "_send_transaction", "/emitter/kafka_sink.py"),
     ("aiokafka: AIOKafkaProducer.send (per record)", "send", "/aiokafka/producer/producer.py"),

@@ -8,22 +8,29 @@ Wire formats, both self-describing so that a consumer can find the schema from t
 
 Consumers call `decode(value)`; the Confluent form also needs `registry=` (a URL, or a client from
 `emitter.schema_registry`, which fetches each schema id once).
+
+Encoding goes through a writer generated from the schema (`emitter.avro_writer`), byte for byte what
+fastavro's `schemaless_writer` writes for `to_avro(event)`, at a fraction of the cost; fastavro still writes
+what that writer declines (see its docstring).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import struct
 from collections.abc import Mapping
 from datetime import datetime
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from emitter import records
+from emitter.avro_writer import RecordWriter, UnsupportedSchema, UnsupportedValue, build_writer
 from emitter.records import (
     Action,
     Entity,
@@ -41,6 +48,8 @@ SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
 CONFLUENT_MAGIC: Final = b"\x00"
 CONTENT_TYPE_SINGLE_OBJECT: Final = "application/vnd.apache.avro+binary; schema=io.telegram_emitter.v1.MessageEvent"
 CONTENT_TYPE_CONFLUENT: Final = "application/vnd.confluent.avro"
+
+_log = logging.getLogger("emitter.codec")
 
 AvroRecord = dict[str, Any]
 """A decoded record: Avro's generic representation (dicts, lists, aware datetimes for timestamps)."""
@@ -64,6 +73,23 @@ class Schema:
     def full_name(self) -> str:
         """The schema's namespace-qualified name."""
         return f"{self.raw.get('namespace', '')}.{self.raw['name']}".lstrip(".")
+
+    @cached_property
+    def writer(self) -> RecordWriter | None:
+        """The writer generated for this schema over `emitter.records`' classes; None if it cannot be built."""
+        try:
+            return build_writer(self.parsed, RECORD_TYPES)
+        except UnsupportedSchema as e:
+            _log.warning("Avro schema %s: %s; encoding with fastavro's generic writer", self.full_name, e)
+            return None
+
+
+RECORD_TYPES: Final[Mapping[str, type]] = {
+    name: value
+    for name, value in vars(records).items()
+    if isinstance(value, type) and value.__module__ == records.__name__
+}
+"""The Python class of each Avro record and enum, by its short name (`MessageEvent`, `Group`, `EventType`…)."""
 
 
 @cache
@@ -194,6 +220,9 @@ class Encoder:
 
     def __init__(self, schema: Schema | None = None, confluent_schema_id: int | None = None) -> None:
         self.schema = schema or message_schema()
+        self._writer = self.schema.writer
+        self.fallbacks = 0
+        """Events the specialised writer declined and fastavro encoded instead."""
         if confluent_schema_id is None:
             self.header = SINGLE_OBJECT_MAGIC + self.schema.fingerprint
             self.content_type = CONTENT_TYPE_SINGLE_OBJECT
@@ -201,8 +230,22 @@ class Encoder:
             self.header = CONFLUENT_MAGIC + struct.pack(">I", confluent_schema_id)
             self.content_type = CONTENT_TYPE_CONFLUENT
 
+    @property
+    def specialised(self) -> bool:
+        """Whether events go through the writer generated for the schema (else all through fastavro)."""
+        return self._writer is not None
+
     def encode(self, event: MessageEvent) -> bytes:
         """The framed Avro bytes of one event."""
+        if self._writer is not None:
+            out = bytearray(self.header)
+            try:
+                self._writer(out, event)
+                return bytes(out)
+            except UnsupportedValue:
+                # Outside the writer's domain (a naive datetime, an out-of-range int…): fastavro writes it as
+                # it always has, or raises its own error.
+                self.fallbacks += 1
         return self.encode_record(to_avro(event))
 
     def encode_record(self, record: AvroRecord) -> bytes:

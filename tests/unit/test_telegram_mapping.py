@@ -676,6 +676,22 @@ def test_sender_names_from_cached_entity(entity: Any, fields: dict[str, Any], ex
     assert mapped(message).sender == expected
 
 
+def test_messages_of_one_sender_entity_share_its_sender_until_the_entity_changes() -> None:
+    """A page's messages by one cached entity get one Sender; an entity changed in place or another is read anew."""
+    alice = tl.User(id=ACTOR, first_name="Alice", username="alice")
+    first, second = msg(id=1), msg(id=2)
+    first._sender = second._sender = alice
+    shared = mapped(first).sender
+    assert mapped(second).sender is shared
+    alice.first_name = "Alicia"
+    renamed = mapped(second).sender
+    assert renamed == Sender(id=ACTOR, name="Alicia", username="alice", is_bot=False)
+    other = msg(id=3, from_id=tl.PeerUser(ACTOR + 1))
+    other._sender = tl.User(id=ACTOR + 1, first_name="Bob", bot=True)
+    assert mapped(other).sender == Sender(id=ACTOR + 1, name="Bob", is_bot=True)
+    assert shared == Sender(id=ACTOR, name="Alice", username="alice", is_bot=False)
+
+
 class _ExplodingClient:
     """A client stand-in that fails any use: mapping must not reach for the network."""
 
