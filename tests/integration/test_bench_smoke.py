@@ -16,7 +16,15 @@ from bench.report import HEADER
 
 ROOT = Path(__file__).resolve().parents[2]
 _NUMBER = re.compile(r"^-?[\d,]*\.?\d+")
-_SCENARIO_NAMES = {"1 backfill", "2 live latency", "3 memory", "4 cold start", "5 Telegram efficiency", "6 profile"}
+_SCENARIO_NAMES = {
+    "1 backfill",
+    "2 live latency",
+    "3 memory",
+    "4 cold start",
+    "5 Telegram efficiency",
+    "6 profile",
+    "7 encode",
+}
 
 
 def _table(stdout: str) -> list[list[str]]:
