@@ -31,9 +31,9 @@ SCENARIOS: Final = {
     "memory": "bench.memory",
     "cold-start": "bench.cold_start",
     "telegram": "bench.telegram_efficiency",
-    "politeness": "bench.politeness",
     "profile": "bench.hot_path",
     "encode": "bench.encode",
+    "politeness": "bench.politeness",
 }
 """Scenario name (for --only) → module with `NAME` and `scenario(ctx) -> list[Row]`, in the table's order."""
 

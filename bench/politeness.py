@@ -26,18 +26,18 @@ from emitter.telegram_gateway import RequestGateway
 from emitter.telegram_source import TelegramSource
 from tests.faketelegram import FakeTelegram
 
-NAME = "6 Telegram politeness"
+NAME = "8 Telegram politeness"
 SPEED: Final = 60
 BACKFILL_SPEED: Final = 4
 QUIET_GROUPS: Final = 200
 QUIET_MINUTES: Final = 20.0
 
 
-async def _quiet(settings: Settings, minutes: float) -> tuple[float, dict[str, int]]:
-    """Requests per Telegram minute while following 200 groups where nothing happens."""
+async def _quiet(settings: Settings, minutes: float, groups_n: int) -> tuple[float, dict[str, int]]:
+    """Requests per Telegram minute while following `groups_n` groups where nothing happens."""
     clock = ScaledClock(SPEED)
     fake = FakeTelegram(seed=21, monotonic=clock.monotonic)
-    groups = [fake.add_channel(f"Quiet {i}", username=f"quiet_{i:03d}", megagroup=True) for i in range(QUIET_GROUPS)]
+    groups = [fake.add_channel(f"Quiet {i}", username=f"quiet_{i:03d}", megagroup=True) for i in range(groups_n)]
     for g in groups:
         fake.post_many(g, 2)
     source = TelegramSource(
@@ -104,8 +104,9 @@ def scenario(ctx: Context) -> list[Row]:
     """Both parts, median of `runs` for the backfill."""
     minutes = 2.0 if ctx.quick else QUIET_MINUTES
     large = 300 if ctx.quick else 3_000
-    log(f"politeness: following {QUIET_GROUPS} quiet groups for {minutes:g} Telegram minutes")
-    per_minute, counts = run(_quiet(ctx.fresh_settings(), minutes))
+    quiet = 20 if ctx.quick else QUIET_GROUPS
+    log(f"politeness: following {quiet} quiet groups for {minutes:g} Telegram minutes")
+    per_minute, counts = run(_quiet(ctx.fresh_settings(), minutes, quiet))
     results: dict[bool, list[tuple[float, int, int, float]]] = {True: [], False: []}
     for i in range(ctx.runs):
         log(f"politeness: backfill {i + 1}/{ctx.runs}, paced")
@@ -120,10 +121,10 @@ def scenario(ctx: Context) -> list[Row]:
     top = ", ".join(f"{m} {n}" for m, n in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
     ctx.note(
         NAME,
-        f"Following: {QUIET_GROUPS} channels with 2 messages each, nothing posted, default sweep interval "
+        f"Following: {quiet} channels with 2 messages each, nothing posted, default sweep interval "
         f"(30 s ±20 %) and paces; requests counted by the fake over {minutes:g} Telegram minutes after the "
         f"backfill (most: {top}). The history pace (1/s) is the ceiling: sweeps of 200 groups every 30 s would "
-        "ask for 6.7/s, so the gateway stretches them. Backfill: 3 groups x "
+        "ask for 6.7/s, so the gateway stretches them (with --quick: 20 groups, 40 a minute). Backfill: 3 groups x "
         f"{large:,} + 20 x 50 messages, {ctx.runs} run(s) each way, Telegram time (clock x{BACKFILL_SPEED}); the "
         "unpaced run is stopped after as many Telegram seconds as the paced one took.",
     )

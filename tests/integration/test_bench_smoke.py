@@ -24,6 +24,7 @@ _SCENARIO_NAMES = {
     "5 Telegram efficiency",
     "6 profile",
     "7 encode",
+    "8 Telegram politeness",
 }
 
 
