@@ -47,7 +47,7 @@ def test_quick_bench_reports_every_scenario(kafka: str, tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=480,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _table(proc.stdout)
