@@ -45,7 +45,7 @@ MANAGED = {
     ("emitter", "data_dir"),  # the /data volume
     ("emitter", "log_format"),  # logFormat: the image sets it in the environment, which wins over the INI file
     ("telemetry", "http_port"),  # 9464, the port the probes, the Service and the ServiceMonitor use
-    ("telemetry", "http_host"),  # left at its default, all interfaces, so the kubelet's probes reach it
+    ("telemetry", "http_host"),  # 0.0.0.0, so the kubelet's probes reach it on the pod's address
 }
 SECRET_SETTINGS = {
     ("telegram", "api_id"),
@@ -296,6 +296,7 @@ def test_rendered_configuration_is_accepted_by_the_emitter(
         assert settings.emitter.instance == (identity.get("instance") or identity["name"])
         assert settings.telegram.groups == identity.get("groups", [])
         assert settings.telemetry.http_port == 9464
+        assert settings.telemetry.http_host == "0.0.0.0"  # the emitter's own default is loopback
         assert str(settings.emitter.data_dir) == "/data"
         assert settings.source_kind == (
             "telegram" if identity.get("existingSecret") or identity.get("secret", {}).get("apiId") else "demo"
