@@ -548,15 +548,21 @@ def make_client(settings: TelegramSettings, *, connection_retries: int = 5) -> T
         session = StringSession(settings.session.get_secret_value())
     else:
         session = str(settings.session_file or Path("emitter.session"))
-    return TelegramClient(
-        session,
-        settings.api_id,
-        settings.api_hash.get_secret_value(),
-        flood_sleep_threshold=settings.flood_sleep_threshold,
-        receive_updates=True,
-        connection_retries=connection_retries,
-        retry_delay=2,
-    )
+    # Telethon creates the session file (the account's auth key) in this constructor: under this umask it is
+    # owner-only from its first byte, with no window before a chmod.
+    umask = os.umask(0o077)
+    try:
+        return TelegramClient(
+            session,
+            settings.api_id,
+            settings.api_hash.get_secret_value(),
+            flood_sleep_threshold=settings.flood_sleep_threshold,
+            receive_updates=True,
+            connection_retries=connection_retries,
+            retry_delay=2,
+        )
+    finally:
+        os.umask(umask)
 
 
 def _migrated_to(message: Any) -> int | None:
@@ -568,7 +574,7 @@ def _migrated_to(message: Any) -> int | None:
 
 
 def restrict_session_file(client: TelegramClient) -> None:
-    """Session files hold the account's auth key: readable by the owner only."""
+    """Session files hold the account's auth key: owner-only (new ones are created so; this fixes older ones)."""
     filename = getattr(client.session, "filename", None)
     if isinstance(filename, str) and os.path.exists(filename):
         os.chmod(filename, 0o600)
