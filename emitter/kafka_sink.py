@@ -119,11 +119,16 @@ class KafkaSink(Service):
         self.transactional_id = f"{settings.transactional_id_prefix}-{instance}"
         self._encoder = encoder
         self._producer: AIOKafkaProducer | None = None
-        self._conn = connection_options(settings)
         self._tracer = tracer or default_tracer()
 
     def __repr__(self) -> str:
         return f"KafkaSink(topic={self.settings.topic!r}, transactional_id={self.transactional_id!r})"
+
+    # The connection options are built where a client is made and not kept: they hold the SASL password in
+    # plain text, which stays a SecretStr in the settings until aiokafka needs it.
+    @property
+    def _bootstrap(self) -> str:
+        return ",".join(self.settings.bootstrap_servers or ())
 
     @property
     def encoder(self) -> Encoder:
@@ -145,7 +150,7 @@ class KafkaSink(Service):
             self._producer = await self._new_producer()
         except KafkaError as e:
             raise await refusal(self.settings, e) or RetriableError(
-                f"Kafka at {self._conn['bootstrap_servers']} is not reachable: {e}"
+                f"Kafka at {self._bootstrap} is not reachable: {e}"
             ) from e
 
     async def verify(self) -> dict[int, GroupCursor]:
@@ -155,7 +160,7 @@ class KafkaSink(Service):
             await self._ensure_topics()
         except KafkaError as e:
             raise await refusal(self.settings, e) or FatalError(
-                f"Kafka at {self._conn['bootstrap_servers']} is not reachable: {e}"
+                f"Kafka at {self._bootstrap} is not reachable: {e}"
             ) from e
         return await self.load_cursors()
 
@@ -167,7 +172,7 @@ class KafkaSink(Service):
 
     async def _new_producer(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
-            **self._conn,
+            **connection_options(self.settings),
             transactional_id=self.transactional_id,
             transaction_timeout_ms=self.settings.transaction_timeout_ms,
             enable_idempotence=True,
@@ -186,7 +191,7 @@ class KafkaSink(Service):
         return producer
 
     async def _ensure_topics(self) -> None:
-        admin = AIOKafkaAdminClient(**self._conn)
+        admin = AIOKafkaAdminClient(**connection_options(self.settings))
         await admin.start()
         try:
             s = self.settings
@@ -221,7 +226,10 @@ class KafkaSink(Service):
     async def load_cursors(self) -> dict[int, GroupCursor]:
         """This instance's committed cursors: the compacted topic read to its end, read_committed."""
         consumer = AIOKafkaConsumer(
-            **self._conn, isolation_level="read_committed", enable_auto_commit=False, group_id=None
+            **connection_options(self.settings),
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            group_id=None,
         )
         try:
             await consumer.start()
