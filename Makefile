@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed
 BOOTSTRAP ?= 127.0.0.1:9092
 LINT_PATHS := emitter tests examples $(wildcard bench) $(wildcard reliability)
 
-.PHONY: help venv kafka kafka-stop jaeger registry avro-java redis-server deploy-checks bench reliability run lint test test-unit test-integration clean
+.PHONY: help venv kafka kafka-stop jaeger registry avro-java redis-server deploy-checks image-smoke kube-check deploy-live bench reliability run lint test test-unit test-integration clean
 
 help:
 	@echo "make run    - start the local Kafka and run the emitter on the demo source, printing records"
 	@echo "make test   - install, start Kafka, lint, type-check and run every test"
 	@echo "make lint   - ruff and mypy --strict"
 	@echo "make reliability - fault scenarios (kills, broker restarts, Telegram faults): one table"
+	@echo "make deploy-live - the image built and run with podman, the chart installed on a local control plane"
 	@echo "make bench  - benchmarks against their ceilings; writes bench/RESULTS.md"
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,16 @@ avro-java:
 
 deploy-checks: venv
 	dev/deploy-checks
+
+# The deployment run for real (not part of `make test`; .ci/run calls it): the image built with podman and
+# run read-only against the local broker, then the chart installed on a local Kubernetes control plane.
+image-smoke: venv kafka
+	dev/image smoke
+
+kube-check:
+	dev/kube check
+
+deploy-live: image-smoke kube-check
 
 redis-server:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }

@@ -83,11 +83,16 @@ class KafkaSink(Service):
         """The cursors this sink restored or committed last, to notice another writer after a renewal."""
         self._renewed = False
         self._record_limit = settings.max_record_bytes
-        self._conn = connection_options(settings)
         self._tracer = tracer or default_tracer()
 
     def __repr__(self) -> str:
         return f"KafkaSink(topic={self.settings.topic!r}, transactional_id={self.transactional_id!r})"
+
+    # The connection options are built where a client is made and not kept: they hold the SASL password in
+    # plain text, which stays a SecretStr in the settings until aiokafka needs it.
+    @property
+    def _bootstrap(self) -> str:
+        return ",".join(self.settings.bootstrap_servers or ())
 
     @property
     def encoder(self) -> Encoder:
@@ -168,7 +173,7 @@ class KafkaSink(Service):
 
     async def _new_producer(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
-            **self._conn,
+            **connection_options(self.settings),
             transactional_id=self.transactional_id,
             transaction_timeout_ms=self.settings.transaction_timeout_ms,
             enable_idempotence=True,
@@ -243,7 +248,7 @@ class KafkaSink(Service):
             return FatalError(self._denial(error))
         if kind is Kind.CONFIG:
             return ConfigError(f"Kafka refused the configuration: {type(error).__name__}: {error}")
-        message = f"Kafka at {self._conn['bootstrap_servers']} is not reachable: {error}"
+        message = f"Kafka at {self._bootstrap} is not reachable: {error}"
         return RetriableError(message) if retriable else FatalError(message)
 
     def _denial(self, error: BaseException) -> str:

@@ -293,7 +293,11 @@ class TelemetrySettings(_Section):
     http_port: int | None = Field(
         default=None, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz; unset: no HTTP server."
     )
-    http_host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")  # noqa: S104 - probes come from the kubelet
+    # Loopback by default: /metrics is for this machine unless asked. The image and the chart set 0.0.0.0, since
+    # a kubelet's probes and a scraper reach a pod on its own address.
+    http_host: str = Field(
+        default="127.0.0.1", description="Address the HTTP server binds (the image and the chart set 0.0.0.0)."
+    )
 
 
 class _IniSource(InitSettingsSource):

@@ -38,11 +38,17 @@ def make_client(settings: TelegramSettings, **overrides: Any) -> TelegramClient:
     else:
         session = str(settings.session_file or Path("emitter.session"))
     options = {**client_options(), **overrides}
-    return TelegramClient(session, settings.api_id, settings.api_hash.get_secret_value(), **options)
+    # Telethon creates the session file (the account's auth key) in this constructor: under this umask it is
+    # owner-only from its first byte, with no window before a chmod.
+    umask = os.umask(0o077)
+    try:
+        return TelegramClient(session, settings.api_id, settings.api_hash.get_secret_value(), **options)
+    finally:
+        os.umask(umask)
 
 
 def restrict_session_file(client: TelegramClient) -> None:
-    """Session files hold the account's auth key: readable by the owner only."""
+    """Session files hold the account's auth key: owner-only (new ones are created so; this fixes older ones)."""
     filename = getattr(client.session, "filename", None)
     if isinstance(filename, str) and os.path.exists(filename):
         os.chmod(filename, 0o600)

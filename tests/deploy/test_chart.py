@@ -52,7 +52,7 @@ MANAGED = {
     ("emitter", "data_dir"),  # the /data volume
     ("emitter", "log_format"),  # logFormat: the image sets it in the environment, which wins over the INI file
     ("telemetry", "http_port"),  # 9464, the port the probes, the Service and the ServiceMonitor use
-    ("telemetry", "http_host"),  # left at its default, all interfaces, so the kubelet's probes reach it
+    ("telemetry", "http_host"),  # 0.0.0.0, so the kubelet's probes reach it on the pod's address
 }
 SECRET_SETTINGS = {
     ("telegram", "api_id"),
@@ -62,7 +62,7 @@ SECRET_SETTINGS = {
     ("kafka", "schema_registry_password"),
 }
 LOGIN_ONLY = {("telegram", "session_file"), ("telegram", "phone")}  # `emitter login`, not a running pod
-FREE_FORM_MAPS = {"podAnnotations", "podLabels", "nodeSelector", "annotations", "labels"}
+FREE_FORM_MAPS = {"podAnnotations", "podLabels", "nodeSelector", "annotations", "labels", "matchLabels"}
 
 
 def identities(name: str) -> list[dict[str, Any]]:
@@ -220,6 +220,23 @@ def test_service_monitor_selects_every_metrics_service(full_manifests: list[Mani
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
 
 
+@pytest.mark.parametrize("value_set", ["default", "full"])
+def test_network_policy_admits_the_metrics_port_only_from_the_chosen_peers(
+    value_set: str, request: pytest.FixtureRequest
+) -> None:
+    """One ingress rule: port http only, from networkPolicy.metricsFrom, or this namespace's pods when empty."""
+    manifests: list[Manifest] = request.getfixturevalue(f"{value_set}_manifests")
+    (policy,) = of_kind(manifests, "NetworkPolicy")
+    chosen = load_values(FULL_VALUES)["networkPolicy"]["metricsFrom"] if value_set == "full" else []
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert rule["from"] == (chosen or [{"podSelector": {}}])
+    for statefulset in of_kind(manifests, "StatefulSet"):
+        pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+
+
 def test_service_per_identity_serves_metrics_on_9464(manifests: list[Manifest]) -> None:
     """Each identity has a ClusterIP Service on port 9464 (named http) that selects its pod only."""
     services = by_name(manifests, "Service")
@@ -305,6 +322,7 @@ def test_rendered_configuration_is_accepted_by_the_emitter(
         assert settings.emitter.instance == (identity.get("instance") or identity["name"])
         assert settings.telegram.groups == identity.get("groups", [])
         assert settings.telemetry.http_port == 9464
+        assert settings.telemetry.http_host == "0.0.0.0"  # noqa: S104 - the pod address; the default is loopback
         assert str(settings.emitter.data_dir) == "/data"
         assert settings.source_kind == (
             "telegram" if identity.get("existingSecret") or identity.get("secret", {}).get("apiId") else "demo"

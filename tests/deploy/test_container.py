@@ -69,6 +69,7 @@ def test_image_defaults_are_valid_configuration(
         monkeypatch.setenv(key, value)
     settings = load_settings()
     assert settings.telemetry.http_port == 9464
+    assert settings.telemetry.http_host == "0.0.0.0"  # noqa: S104 - the pod address; the default is loopback
     assert settings.emitter.log_format == "json"
     assert str(settings.emitter.data_dir) == "/data"
     assert image_env()["PYTHONDONTWRITEBYTECODE"] == "1"
