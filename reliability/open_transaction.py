@@ -17,11 +17,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from emitter.clock import ScaledClock
 from emitter.cursor import GroupCursor
 from emitter.cursor_reader import cursor_key
 from emitter.settings import Settings
 from reliability.common import (
     FORK,
+    SPEED,
     Broker,
     Child,
     LivePosts,
@@ -76,7 +78,7 @@ def _hold_open(settings: Settings, opened: Any, end: Any) -> None:
 
 
 def _world(seed: int, history: int) -> tuple[FakeTelegram, list[str | int], list[int]]:
-    fake = FakeTelegram(seed=seed)
+    fake = FakeTelegram(seed=seed, monotonic=ScaledClock(SPEED).monotonic)
     alpha = fake.add_channel("Alpha", username="alpha", megagroup=True)
     fake.post_many(alpha, history)
     beta = fake.add_channel("Beta", username="beta")
