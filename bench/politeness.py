@@ -128,7 +128,6 @@ def scenario(ctx: Context) -> list[Row]:
         f"{large:,} + 20 x 50 messages, {ctx.runs} run(s) each way, Telegram time (clock x{BACKFILL_SPEED}); the "
         "unpaced run is stopped after as many Telegram seconds as the paced one took.",
     )
-    ratio = med(False, 1) / med(True, 1) if med(True, 1) else float("inf")
     rows: list[Any] = [
         Row(
             NAME,
@@ -156,6 +155,5 @@ def scenario(ctx: Context) -> list[Row]:
             None,
             verdict(med(True, 2) == 0),
         ),
-        Row(NAME, "unpaced ÷ paced FloodWaits (same run)", "inf" if ratio == float("inf") else fmt(ratio, 1)),
     ]
     return rows
