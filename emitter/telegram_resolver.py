@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -141,29 +141,26 @@ class Resolver:
                 continue
             out.append(self._resolved(spec, entity))
 
-    async def _fetch_stored(self, refs: Iterable[PeerRef]) -> dict[tuple[str, int], Any]:
+    async def _fetch_stored(self, refs: Sequence[PeerRef]) -> dict[tuple[str, int], Any]:
         """Entities of stored peers: one `GetChannels` and one `GetChats` for all of them."""
-        channels = [types.InputChannel(r.id, r.access_hash) for r in refs if r.kind == "channel"]
-        chats = [r.id for r in refs if r.kind == "chat"]
+        requests = {
+            "channel": GetChannelsRequest(
+                [types.InputChannel(r.id, r.access_hash) for r in refs if r.kind == "channel"]
+            ),
+            "chat": GetChatsRequest([r.id for r in refs if r.kind == "chat"]),
+        }
         found: dict[tuple[str, int], Any] = {}
-        if channels:
+        for kind, request in requests.items():
+            if not request.id:
+                continue
             try:
-                answer = await self.client(GetChannelsRequest(channels))
-                for chat in answer.chats:
-                    found["channel", chat.id] = chat
+                answer = await self.client(request)
             except errors.RPCError as e:
                 if classify(e) is ErrorClass.ACCOUNT_GONE:
                     raise
-                log.info("stored channel peers were refused (%s): resolving them again", type(e).__name__)
-        if chats:
-            try:
-                answer = await self.client(GetChatsRequest(chats))
-                for chat in answer.chats:
-                    found["chat", chat.id] = chat
-            except errors.RPCError as e:
-                if classify(e) is ErrorClass.ACCOUNT_GONE:
-                    raise
-                log.info("stored chat peers were refused (%s): resolving them again", type(e).__name__)
+                log.info("stored %s peers were refused (%s): resolving them again", kind, type(e).__name__)
+                continue
+            found.update(((kind, chat.id), chat) for chat in answer.chats)
         return found
 
     async def _find(self, key: int | str, *, several: bool) -> Any:
