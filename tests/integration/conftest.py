@@ -90,7 +90,7 @@ def emitter_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "emitter.cli", *args]
 
 
-REGISTRY_PORT = int(os.environ.get("TEST_REGISTRY_PORT", "38081"))
+REGISTRY_PORT = int(os.environ.get("TEST_REGISTRY_PORT", "28081"))
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""A broker with ACLs (dev/kafka-sasl in ACL mode, StandardAuthorizer, on 127.0.0.1:49094): the emitter runs
+"""A broker with ACLs (dev/kafka-sasl in ACL mode, StandardAuthorizer, on 127.0.0.1:29094): the emitter runs
 without CREATE on pre-created topics, and a missing ACL or topic stops it with one line naming it."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from tests.integration.conftest import ROOT, emitter_cmd
 STATE = Path(os.environ.get("EMITTER_CACHE", Path.home() / ".cache" / "telegram-emitter")) / "kafka-issue13-acl"
 ENV = {
     "KAFKA_SASL_ACLS": "1",
-    "KAFKA_SASL_PORT": "49094",
-    "KAFKA_SASL_INTERNAL_PORT": "49095",
-    "KAFKA_SASL_CONTROLLER_PORT": "49096",
+    "KAFKA_SASL_PORT": "29094",
+    "KAFKA_SASL_INTERNAL_PORT": "29095",
+    "KAFKA_SASL_CONTROLLER_PORT": "29096",
     "KAFKA_SASL_STATE_DIR": str(STATE),
 }
 FAIL_WITHIN = 60.0

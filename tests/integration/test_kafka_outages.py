@@ -1,5 +1,5 @@
 """A broker that hangs or stays away longer than the transaction timeout: its own dev/kafka instance
-(127.0.0.1:49092), which these tests pause with SIGSTOP and resume with SIGCONT."""
+(127.0.0.1:29192), which these tests pause with SIGSTOP and resume with SIGCONT."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.integration.conftest import ROOT, emitter_cmd
 from tests.integration.kafka_read import new_ids_by_group, read_committed
 from tests.integration.test_kafka_transactions import held_back
 
-PORT, CONTROLLER_PORT = 49092, 49093
+PORT, CONTROLLER_PORT = 29192, 29193
 STATE = Path(os.environ.get("EMITTER_CACHE", Path.home() / ".cache" / "telegram-emitter")) / "kafka-issue13-expiry"
 BOOTSTRAP = f"127.0.0.1:{PORT}"
 TXN_TIMEOUT_MS = 10_000
