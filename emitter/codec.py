@@ -209,6 +209,8 @@ def to_avro(event: MessageEvent) -> AvroRecord:
         "ingest_time": event.ingest_time,
         "extra": dict(event.extra),
         "truncated": event.truncated,
+        "change": event.change.value,
+        "pts": event.pts,
     }
 
 

@@ -28,6 +28,24 @@ class Source(enum.StrEnum):
     SWEEP = "SWEEP"
     EXPORT = "EXPORT"
     DEMO = "DEMO"
+    CATCHUP = "CATCHUP"
+    """Telegram's difference since the stored position (updates.getChannelDifference / getDifference)."""
+    RESCAN = "RESCAN"
+    """A re-read of the group's recent window, compared with what was published (when Telegram says "too long")."""
+
+
+class Change(enum.StrEnum):
+    """What an EDIT event changed.
+
+    Reaction changes are EDITs, not an event type of their own: a consumer holding the previous schema
+    would read an unknown event type as the enum's default, NEW, and count the message twice; as an EDIT it
+    replaces the message with its current state, which is right for it too.
+    """
+
+    MESSAGE = "MESSAGE"
+    """The message itself (text, media, entities, …): what Telegram calls an edit."""
+    REACTIONS = "REACTIONS"
+    """Only its reactions: the record carries the current counts."""
 
 
 class GroupType(enum.StrEnum):
@@ -197,6 +215,10 @@ class MessageEvent:
     action: Action | None = None
     extra: dict[str, str] = field(default_factory=dict)
     truncated: bool = False
+    change: Change = Change.MESSAGE
+    pts: int | None = None
+    """The group's update position after this event (the channel's pts; the account's for basic groups), when
+    the event came from Telegram's update stream; None for history walks, exports and the demo."""
 
     @property
     def group_id(self) -> int:

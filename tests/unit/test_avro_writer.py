@@ -253,14 +253,14 @@ def _with_field(raw: Mapping[str, Any], field: dict[str, Any], *, replace: str |
 
 def test_a_schema_field_the_records_lack_falls_back_to_fastavro_and_its_default() -> None:
     """A field in the schema without an attribute in the record class: fastavro writes it, with its default."""
-    evolved = Schema(_with_field(message_schema().raw, {"name": "pts", "type": "long", "default": -1}))
-    with pytest.raises(UnsupportedSchema, match=r"MessageEvent has no attribute for field .*\.pts"):
+    evolved = Schema(_with_field(message_schema().raw, {"name": "pts_later", "type": "long", "default": -1}))
+    with pytest.raises(UnsupportedSchema, match=r"MessageEvent has no attribute for field .*\.pts_later"):
         build_writer(evolved.parsed, RECORD_TYPES)
     encoder = Encoder(evolved)
     value = encoder.encode(event(3, text="hi"))
     assert not encoder.specialised
     record = fastavro.schemaless_reader(io.BytesIO(value[10:]), evolved.parsed, evolved.parsed)
-    assert (record["pts"], record["text"], record["message_id"]) == (-1, "hi", 3)
+    assert (record["pts_later"], record["text"], record["message_id"]) == (-1, "hi", 3)
 
 
 @pytest.mark.parametrize(
