@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Final
 
+from emitter.digest import EMPTY, Digest
+
 Ranges = tuple[tuple[int, int], ...]
 """Sorted, disjoint, non-adjacent inclusive id ranges."""
 
@@ -89,6 +91,17 @@ class GroupCursor:
     """The supergroup a basic group migrated to, once the emitter follows it there."""
     peer: PeerRef | None = None
     """How to reach the group without resolving it (None until a Telegram source resolved it)."""
+    pts: int | None = None
+    """The update position every change up to which is published: the channel's pts, or for a basic group
+    the account's (basic groups share the account's update box). None until a Telegram source learned it."""
+    pts_date: int | None = None
+    """For basic groups: the account box's date (Unix seconds) at `pts`, which updates.getDifference wants."""
+    digest: Digest = EMPTY
+    """Hashes of the newest published messages (`emitter.digest`), for rescans and basic-group deletions."""
+    heartbeat: int | None = None
+    """When the source last said the group is alive (Unix ms), written even while the group is quiet."""
+    last_event: int | None = None
+    """When the newest published message was sent (Unix ms)."""
 
     def is_published(self, msg_id: int) -> bool:
         """Whether a NEW event for `msg_id` was already published (so another one would duplicate)."""
@@ -157,6 +170,16 @@ class GroupCursor:
             doc["moved_to"] = self.moved_to
         if self.peer is not None:
             doc["peer"] = self.peer.to_json()
+        if self.pts is not None:
+            doc["pts"] = self.pts
+        if self.pts_date is not None:
+            doc["date"] = self.pts_date
+        if self.digest:
+            doc["digest"] = self.digest.to_text()
+        if self.heartbeat is not None:
+            doc["hb"] = self.heartbeat
+        if self.last_event is not None:
+            doc["last"] = self.last_event
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -172,6 +195,7 @@ class GroupCursor:
             failed = doc.get("failed")
             moved_to = doc.get("moved_to")
             peer = doc.get("peer")
+            digest = doc.get("digest")
             return cls(
                 int(doc["group_id"]),
                 int(doc["cursor"]),
@@ -179,6 +203,15 @@ class GroupCursor:
                 None if failed is None else str(failed),
                 None if moved_to is None else int(moved_to),
                 None if peer is None else PeerRef.from_json(peer),
+                _opt_int(doc.get("pts")),
+                _opt_int(doc.get("date")),
+                EMPTY if digest is None else Digest.from_text(str(digest)),
+                _opt_int(doc.get("hb")),
+                _opt_int(doc.get("last")),
             )
         except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a cursor record: {e}") from e
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]  # ValueError/TypeError on junk

@@ -39,6 +39,13 @@ class Page:
     failed: str | None = None
     """Set on an empty page when the group cannot be read now (lost access): the cursor records why, and the
     source tries again later. A later page without it marks the group healthy again."""
+    pts: int | None = None
+    """The group's update position once this page is published: every change up to it is in this page or
+    an earlier one (see `GroupCursor.pts`)."""
+    pts_date: int | None = None
+    """The account box's date at `pts` (basic groups)."""
+    heartbeat: int | None = None
+    """Set (Unix ms) on the pages a quiet group yields to say it is alive; the cursor records it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,19 +7,42 @@ its memory does not grow with history: `is_processed` asks the cursor, `mark_pro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
 
 from emitter.cursor import GroupCursor
+from emitter.digest import DEFAULT_LIMIT, Entry, entry_of
 from emitter.protocols import MessageInfo, Page
-from emitter.records import EventType, MessageEvent
+from emitter.records import Change, EventType, MessageEvent
 
 
 class Tracker:
-    """Accepted cursors of every group; `accept` turns a source's page into the events to publish."""
+    """Accepted cursors of every group; `accept` turns a source's page into the events to publish.
 
-    def __init__(self, committed: Mapping[int, GroupCursor] | None = None) -> None:
+    The rules that make each change reach a consumer once, and in an order it can apply:
+    - a NEW already published is a duplicate (a live update the sweep found too);
+    - an EDIT or DELETE at or below the group's update position was published already (a difference
+      fetched twice, a live update Telethon's own gap filling delivered again);
+    - an EDIT of a message no NEW was published for becomes that message's NEW, so a consumer never sees
+      an edit of a message it does not know (its NEW update was lost, the sweep has not found it yet);
+    - an EDIT that leaves what was published unchanged (the digest says so) is dropped, and one that changed
+      only reactions says so (`change = REACTIONS`), whichever path found it;
+    - a DELETE of a message no consumer was given (never published, or already deleted) is dropped.
+    """
+
+    def __init__(
+        self, committed: Mapping[int, GroupCursor] | None = None, *, digest_limit: int = DEFAULT_LIMIT
+    ) -> None:
         self._cursors: dict[int, GroupCursor] = dict(committed or {})
+        self.digest_limit = digest_limit
         self.duplicates = 0
         """NEW events dropped because they were already published (a live update the sweep also found)."""
+        self.stale = 0
+        """EDIT and DELETE events dropped because the group's position was past them."""
+        self.unchanged = 0
+        """EDIT events dropped because what was published already is what they carry."""
+        self.unseen_deletes = 0
+        """DELETE events dropped because no consumer was given the message."""
 
     def cursor(self, group_id: int) -> GroupCursor:
         """The group's latest accepted cursor (a fresh one for a group never seen)."""
@@ -40,15 +63,13 @@ class Tracker:
             return [], cur
         if cur.failed is not None:  # a group that yields pages again has recovered (access restored)
             cur = cur.with_failure(None)
-        fresh: list[MessageEvent] = []
-        new_ids: list[int] = []
-        for event in page.events:
-            if event.event_type is EventType.NEW:
-                if cur.is_published(event.message_id):
-                    self.duplicates += 1
-                    continue
-                new_ids.append(event.message_id)
-            fresh.append(event)
+        taking = _Taking(cur)
+        fresh = [e for e in map(taking.take, page.events) if e is not None]
+        self.duplicates += taking.duplicates
+        self.stale += taking.stale
+        self.unchanged += taking.unchanged
+        self.unseen_deletes += taking.unseen_deletes
+        changes, last_date, new_ids = taking.changes, taking.last_date, taking.new_ids
         if page.walked_to is not None:
             cur = cur.walked_to(page.walked_to)
         # Whatever lies above the cursor once the page is taken is published all the same: live events, and
@@ -58,6 +79,7 @@ class Tracker:
                 cur = cur.with_live(msg_id)
         if page.moved_to is not None:
             cur = cur.with_move(page.moved_to.id)
+        cur = _positioned(cur, page, changes, last_date, self.digest_limit)
         self._cursors[cur.group_id] = cur
         return fresh, cur
 
@@ -75,3 +97,82 @@ class Tracker:
         """Record several messages as processed."""
         for info in messages:
             await self.mark_processed(info)
+
+
+class _Taking:
+    """The rules of `Tracker.accept` applied to one page's events in order, and what they found."""
+
+    def __init__(self, cur: GroupCursor) -> None:
+        self.cur = cur
+        self.new_ids: list[int] = []
+        self.page_new: set[int] = set()
+        self.changes: dict[int, Entry | None] = {}
+        self.last_date: datetime | None = None
+        self.duplicates = self.stale = self.unchanged = self.unseen_deletes = 0
+
+    def take(self, event: MessageEvent) -> MessageEvent | None:
+        """The event to publish for `event` (itself, or as a NEW or a REACTIONS change), or None to drop it."""
+        cur, msg_id, kind = self.cur, event.message_id, event.event_type
+        if kind is not EventType.NEW and event.pts is not None and cur.pts is not None and event.pts <= cur.pts:
+            self.stale += 1
+            return None
+        published = msg_id in self.page_new or cur.is_published(msg_id)
+        if kind is EventType.NEW or (kind is EventType.EDIT and not published):
+            return self._new(event, published)
+        old = self.changes[msg_id] if msg_id in self.changes else cur.digest.get(msg_id)
+        if kind is EventType.DELETE:
+            gone = old is None and (msg_id in self.changes or _digest_covers(cur, msg_id))
+            if not published or gone:
+                self.unseen_deletes += 1
+                return None
+            self.changes[msg_id] = None
+            return event
+        entry = entry_of(event)
+        if old is not None:
+            if old == entry:
+                self.unchanged += 1
+                return None
+            change = Change.MESSAGE if old[0] != entry[0] else Change.REACTIONS
+            if change is not event.change:
+                event = replace(event, change=change)
+        self.changes[msg_id] = entry
+        return event
+
+    def _new(self, event: MessageEvent, published: bool) -> MessageEvent | None:
+        if published:
+            self.duplicates += 1
+            return None
+        if event.event_type is not EventType.NEW:
+            event = replace(event, event_type=EventType.NEW, change=Change.MESSAGE)
+        self.page_new.add(event.message_id)
+        self.new_ids.append(event.message_id)
+        self.changes[event.message_id] = entry_of(event)
+        if event.date is not None and (self.last_date is None or event.date > self.last_date):
+            self.last_date = event.date
+        return event
+
+
+def _digest_covers(cur: GroupCursor, msg_id: int) -> bool:
+    """Whether the digest would know `msg_id` if it were still there (it is not older than the digest)."""
+    lowest = cur.digest.lowest
+    return lowest is not None and msg_id >= lowest
+
+
+def _positioned(
+    cur: GroupCursor, page: Page, changes: Mapping[int, Entry | None], last_date: datetime | None, limit: int
+) -> GroupCursor:
+    """The cursor with the page's position, heartbeat, newest message time and digest changes."""
+    updates: dict[str, object] = {}
+    if page.pts is not None:
+        updates["pts"] = page.pts
+    if page.pts_date is not None:
+        updates["pts_date"] = page.pts_date
+    if page.heartbeat is not None:
+        updates["heartbeat"] = page.heartbeat
+    if last_date is not None:
+        ms = int(last_date.timestamp() * 1000)
+        if cur.last_event is None or ms > cur.last_event:
+            updates["last_event"] = ms
+    if changes:
+        updates["digest"] = cur.digest.updated(changes.items(), limit)
+    return replace(cur, **updates) if updates else cur  # type: ignore[arg-type]  # fields of GroupCursor
