@@ -38,9 +38,10 @@ def create_source(settings: Settings, window: Window | None = None) -> MessageSo
     if kind == "telegram":
         from emitter.telegram_source import TelegramSource  # noqa: PLC0415 - imports Telethon only when used
 
+        following = {"order": e.order, "heartbeat_interval": e.heartbeat_interval}
         if window is None:
-            return TelegramSource.from_settings(settings.telegram)
-        return TelegramSource.from_settings(settings.telegram, window=window, follow=False)
+            return TelegramSource.from_settings(settings.telegram, **following)
+        return TelegramSource.from_settings(settings.telegram, window=window, follow=False, **following)
     from emitter.demo_source import DemoSource  # noqa: PLC0415 - same
 
     limit = e.demo_limit if window is None else min(e.demo_history, window.limit or e.demo_history)

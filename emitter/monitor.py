@@ -133,7 +133,9 @@ class Monitor:
             committed = await self._retrying("restore cursors", self.sink.load_cursors)
             if committed is None:
                 return self.stats
-            self.tracker = Tracker(committed)
+            # Sources that compare what they re-read with what was published (Telegram's rescans) say how much
+            # of it the cursors keep; for the others the digest would be work for nothing.
+            self.tracker = Tracker(committed, digest_limit=int(getattr(self.source, "digest_limit", 0)))
             log.info("restored %d cursors", len(committed))
             await stack.enter_async_context(self.source)
             remember = getattr(self.source, "remember", None)

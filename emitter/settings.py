@@ -116,6 +116,21 @@ class TelegramSettings(_Section):
     stall_after: float = Field(
         default=900.0, gt=0, description="Seconds a group behind may go without progress before not ready."
     )
+    rescan_window: int = Field(
+        default=500,
+        ge=0,
+        le=10000,
+        description="Newest messages per group re-read and compared when Telegram says too long (window/100 requests).",
+    )
+    rescan_on_start: bool = Field(
+        default=True,
+        description="Rescan every group's window on start: reaction changes while away are not in the difference.",
+    )
+    live_buffer_bytes: int = Field(
+        default=64 * 2**20,
+        ge=2**20,
+        description="Bytes of queued live events over all groups; past it, a group catches up instead.",
+    )
 
     _split_groups = field_validator("groups", mode="before")(_split_list)
 
@@ -260,6 +275,13 @@ class EmitterSettings(_Section):
     )
     max_in_flight: int = Field(default=10000, gt=0, description="Events buffered before sources are slowed.")
     drain_timeout: float = Field(default=20.0, gt=0, description="Seconds to commit and stop after SIGTERM.")
+    order: Literal["strict", "arrival"] = Field(
+        default="strict",
+        description="strict: a group's NEW records in id order, even after Telegram said too long; arrival: as found.",
+    )
+    heartbeat_interval: float = Field(
+        default=60.0, gt=0, description="Seconds a quiet group waits before its cursor says it is alive."
+    )
     file_rotate_bytes: int = Field(
         default=64 * 1024 * 1024, ge=4096, description="File sink: rotate a group's file past this size."
     )

@@ -34,6 +34,7 @@ from emitter.protocols import CursorView, Page, Window
 from emitter.records import Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
 from emitter.settings import TelegramSettings
 from emitter.sweep import chunks, holes_to_fetch, proven_to
+from emitter.telegram_changes import ChangeCapture
 from emitter.telegram_client import make_client, restrict_session_file, transport_connected
 from emitter.telegram_gateway import (
     LOST_ACCESS,
@@ -45,7 +46,7 @@ from emitter.telegram_gateway import (
     priority,
     requests_for,
 )
-from emitter.telegram_live import Followed, LiveDispatch, LiveStats
+from emitter.telegram_live import DEFAULT_LIVE_BUFFER_BYTES, Followed, LiveDispatch, LiveStats
 from emitter.telegram_mapping import group_from_entity, map_message
 from emitter.telegram_resolver import Resolver, peer_ref
 from emitter.tracing import tracer as default_tracer
@@ -109,6 +110,11 @@ class TelegramSource(Service):
         unreachable_after: float = 60.0,
         stall_after: float = 900.0,
         takeout: bool = False,
+        rescan_window: int = 500,
+        rescan_on_start: bool = True,
+        order: str = "strict",
+        heartbeat_interval: float = 60.0,
+        live_buffer_bytes: int = DEFAULT_LIVE_BUFFER_BYTES,
     ) -> None:
         self.client = client
         self.tracer = tracer or default_tracer()
@@ -131,8 +137,14 @@ class TelegramSource(Service):
         self.takeout = takeout
         self._takeout: Any = None
         """The open takeout session (Telethon's `_TakeoutClient`), once a backfill asked for it."""
+        self.rescan_on_start = rescan_on_start
+        self.digest_limit = rescan_window
+        """How many of each group's newest messages the cursors remember (what a rescan compares with)."""
+        self.strict = order == "strict"
+        self.heartbeat_interval = heartbeat_interval
         self.resolver = Resolver(client)
-        self.live = LiveDispatch(client, self.stats, clock)
+        self.live = LiveDispatch(client, self.stats, clock, budget_bytes=live_buffer_bytes)
+        self.changes = ChangeCapture(client, self.stats, clock, window=rescan_window, owner_of=self.live.owner_of)
         self._own_client = own_client
         self._clock = clock
         self._stored: Mapping[int, GroupCursor] = {}
@@ -174,6 +186,9 @@ class TelegramSource(Service):
             unreachable_after=settings.unreachable_after,
             stall_after=settings.stall_after,
             takeout=settings.takeout,
+            rescan_window=settings.rescan_window,
+            rescan_on_start=settings.rescan_on_start,
+            live_buffer_bytes=settings.live_buffer_bytes,
             **kwargs,
         )
 
@@ -321,6 +336,7 @@ class TelegramSource(Service):
     async def pages(self, group: Group, cursor: CursorView) -> AsyncIterator[Page]:
         """Backfill `group` from its cursor, then (unless one-shot) follow it for ever."""
         state = self.live.followed[group.id]
+        self.live.digest_of = lambda gid: cursor(gid).digest
         delay = _TRANSIENT_BACKOFF[0]
         while True:
             try:
@@ -370,6 +386,8 @@ class TelegramSource(Service):
             if moved_to is not None:
                 state = await self._switch_to(state, moved_to)
             window: Window | None = self.window
+            # Before the walk: changes made during it are then either in what it reads or after the position.
+            await self._position(state, cursor)
             self._phase(state.group, "queued for backfill")
             async with self.gateway.backfill_slot():
                 self._phase(state.group, "backfilling")
@@ -388,6 +406,11 @@ class TelegramSource(Service):
         with requests_for(state.group.id, Priority.SWEEP):
             async for page in self._follow(state, cursor):
                 yield page
+
+    async def _position(self, state: Followed, cursor: CursorView) -> None:
+        """Where the group's changes stand: the stored position (to catch up from), else Telegram's now."""
+        if state.pts is None and not self.changes.restore(state, cursor(state.group.id), rescan=self.rescan_on_start):
+            await self.changes.position_now(state)
 
     def _phase(self, group: Group, phase: str) -> None:
         progress = self._progress.setdefault(group.id, _Progress())
@@ -451,25 +474,58 @@ class TelegramSource(Service):
 
     async def _follow(self, state: Followed, cursor: CursorView) -> AsyncIterator[Page]:
         self._phase(state.group, "following")
+        await self._position(state, cursor)  # a supergroup a migration led to has none yet
         loop = asyncio.get_running_loop()
         # The first sweep of each group falls somewhere in its interval, not on one tick for every group.
         next_sweep = loop.time() + self._interval(state) * self.gateway.jitter(0.5, spread=1.0)
+        heartbeat = self.timer.to_real(self.heartbeat_interval)
+        last_page = loop.time()
         while True:
             self._check_fatal()
-            live = await self._next_live(state, max(0.0, next_sweep - loop.time()))
+            wait = max(0.0, min(next_sweep, last_page + heartbeat) - loop.time())
+            live = await self._next_live(state, wait)
             self._check_fatal()
             if live:
                 self.note_progress(state.group)
-                yield Page(state.group, live, peer=state.peer)
-            if state.sweep_now.is_set() or loop.time() >= next_sweep:
+                last_page = loop.time()
+                yield self._live_page(state, live)
+            async for page in self._changes(state, cursor):
+                last_page = loop.time()
+                yield page
+            timed = loop.time() >= next_sweep
+            if state.sweep_now.is_set() or timed:
                 state.sweep_now.clear()
                 self._phase(state.group, "sweeping")
                 async for page in self._sweep(state, cursor):
+                    last_page = loop.time()
                     yield page
                     if page.moved_to is not None:
                         state = await self._switch_to(state, page.moved_to.id)
+                if state.holding:  # strict order: the hole is closed, the held changes come as a catch-up
+                    state.holding = False
+                elif timed and state.pts is not None:
+                    state.catch_up = True  # a gap Telegram never hinted at (the last update of a burst lost)
                 self._phase(state.group, "following")
                 next_sweep = loop.time() + self.gateway.jitter(self._interval(state))
+            elif loop.time() - last_page >= heartbeat:
+                last_page = loop.time()
+                yield self._live_page(state, [], heartbeat=int(time.time() * 1000))
+
+    def _live_page(self, state: Followed, events: list[MessageEvent], heartbeat: int | None = None) -> Page:
+        return Page(state.group, events, peer=state.peer, pts=state.pts, pts_date=state.pts_date, heartbeat=heartbeat)
+
+    async def _changes(self, state: Followed, cursor: CursorView) -> AsyncIterator[Page]:
+        """Catch-ups, reaction reads and rescans the group's state asks for, in that order."""
+        if state.catch_up and not state.holding and state.pts is not None:
+            async for page in self.changes.catch_up(state, strict=self.strict):
+                self.note_progress(state.group)
+                yield page
+        if state.reacted:
+            yield await self.changes.reacted(state)
+        if state.rescan:
+            self._phase(state.group, "rescanning")
+            yield await self.changes.rescan(state, cursor(state.group.id))
+            self._phase(state.group, "following")
 
     def _interval(self, state: Followed) -> float:
         """Real seconds between sweeps of this group (its own Telegram-time interval on the timer)."""
@@ -478,17 +534,14 @@ class TelegramSource(Service):
 
     async def _next_live(self, state: Followed, max_wait: float) -> list[MessageEvent]:
         """Live events queued for the group, waiting up to `max_wait` s for the first (or a sweep request)."""
-        if state.queue.empty() and not state.sweep_now.is_set():
+        if not state.queue and not state.sweep_now.is_set() and not _changes_wanted(state):
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives
             # as the event fires, and the feeder would then never stop.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max_wait):
                     await state.wake.wait()
         state.wake.clear()  # before draining: whatever arrives next sets it again
-        events: list[MessageEvent] = []
-        while not state.queue.empty():
-            events.append(state.queue.get_nowait())
-        return events
+        return self.live.drain(state)
 
     async def _sweep(self, state: Followed, cursor: CursorView) -> AsyncIterator[Page]:
         """Publish what live handlers missed: holes by id (channels), then the tail of history."""
@@ -640,6 +693,10 @@ class _PageBuilder:
             span_context=context if context.is_valid else None,
             peer=self.state.peer,
         )
+
+
+def _changes_wanted(state: Followed) -> bool:
+    return (state.catch_up and not state.holding and state.pts is not None) or state.rescan or bool(state.reacted)
 
 
 def _migrated_to(message: Any) -> int | None:

@@ -63,7 +63,7 @@ class Tracker:
             return [], cur
         if cur.failed is not None:  # a group that yields pages again has recovered (access restored)
             cur = cur.with_failure(None)
-        taking = _Taking(cur)
+        taking = _Taking(cur, digest=self.digest_limit > 0)
         fresh = [e for e in map(taking.take, page.events) if e is not None]
         self.duplicates += taking.duplicates
         self.stale += taking.stale
@@ -102,8 +102,9 @@ class Tracker:
 class _Taking:
     """The rules of `Tracker.accept` applied to one page's events in order, and what they found."""
 
-    def __init__(self, cur: GroupCursor) -> None:
+    def __init__(self, cur: GroupCursor, *, digest: bool) -> None:
         self.cur = cur
+        self.digest = digest
         self.new_ids: list[int] = []
         self.page_new: set[int] = set()
         self.changes: dict[int, Entry | None] = {}
@@ -125,9 +126,10 @@ class _Taking:
             if not published or gone:
                 self.unseen_deletes += 1
                 return None
-            self.changes[msg_id] = None
+            if self.digest:
+                self.changes[msg_id] = None
             return event
-        entry = entry_of(event)
+        entry = entry_of(event) if self.digest else (0, 0)
         if old is not None:
             if old == entry:
                 self.unchanged += 1
@@ -135,7 +137,8 @@ class _Taking:
             change = Change.MESSAGE if old[0] != entry[0] else Change.REACTIONS
             if change is not event.change:
                 event = replace(event, change=change)
-        self.changes[msg_id] = entry
+        if self.digest:
+            self.changes[msg_id] = entry
         return event
 
     def _new(self, event: MessageEvent, published: bool) -> MessageEvent | None:
@@ -146,7 +149,8 @@ class _Taking:
             event = replace(event, event_type=EventType.NEW, change=Change.MESSAGE)
         self.page_new.add(event.message_id)
         self.new_ids.append(event.message_id)
-        self.changes[event.message_id] = entry_of(event)
+        if self.digest:
+            self.changes[event.message_id] = entry_of(event)
         if event.date is not None and (self.last_date is None or event.date > self.last_date):
             self.last_date = event.date
         return event
