@@ -10,12 +10,11 @@ from typing import Any
 import avro.schema
 import pytest
 
-from emitter.codec import SCHEMA_DIR, Encoder, Schema, decode
+from emitter.codec import PREVIOUS_SCHEMA_DIR, SCHEMA_DIR, Encoder, Schema, decode
 from tests.factories import event
 from tests.integration.avro_java import java_decode, java_fingerprint
 from tests.unit.test_codec import FULL
 
-PREVIOUS_SCHEMA_DIR = Path(__file__).resolve().parents[1] / "data" / "schemas"
 # The packaged schema and the earlier versions consumers may still hold (their records are still in Kafka).
 SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.avsc")) + sorted(PREVIOUS_SCHEMA_DIR.glob("*.avsc"))
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -16,15 +15,14 @@ from confluent_kafka.schema_registry import Schema as RegistrySchema
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from emitter.codec import MESSAGE_SCHEMA_FILE, Encoder, Schema, decode
+from emitter.codec import MESSAGE_SCHEMA_FILE, PREVIOUS_SCHEMA_DIR, Encoder, Schema, decode
 from emitter.records import Action, Change, EventType, MessageEvent, Reaction, Source
 from tests.factories import event
 from tests.integration.avro_java import java_decode
 from tests.integration.test_avro_interop import as_java_json
 from tests.unit.test_codec import FULL
 
-ROOT = Path(__file__).resolve().parents[2]
-V1_FILE = ROOT / "tests" / "data" / "schemas" / "telegram_message.v1.avsc"
+V1_FILE = PREVIOUS_SCHEMA_DIR / "telegram_message.v1.avsc"
 V2_FILE = MESSAGE_SCHEMA_FILE
 V1 = Schema.load(V1_FILE)
 V2 = Schema.load(V2_FILE)

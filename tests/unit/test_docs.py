@@ -5,7 +5,7 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
-from emitter.codec import MESSAGE_SCHEMA_FILE, Schema
+from emitter.codec import MESSAGE_SCHEMA_FILE, PREVIOUS_SCHEMA_DIR, Schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ def test_readme_schema_versions_name_each_fingerprint() -> None:
     so a schema change that forgets the consumer notes fails here."""
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("### Schema versions") : readme.index("## Configuration")]
-    files = [MESSAGE_SCHEMA_FILE, *sorted((ROOT / "tests" / "data" / "schemas").glob("*.avsc"))]
+    files = [MESSAGE_SCHEMA_FILE, *sorted(PREVIOUS_SCHEMA_DIR.glob("*.avsc"))]
     assert len(files) >= 2
     for file in files:
         assert f"`{Schema.load(file).fingerprint.hex()}`" in section, file.name
