@@ -44,6 +44,9 @@ from emitter.records import (
 
 SCHEMA_DIR: Final = Path(__file__).resolve().parent / "schemas"
 MESSAGE_SCHEMA_FILE: Final = SCHEMA_DIR / "telegram_message.avsc"
+PREVIOUS_SCHEMA_DIR: Final = SCHEMA_DIR / "previous"
+"""Earlier versions of the schemas: the records they wrote stay in Kafka after an upgrade, and `decode` reads
+them by their fingerprint."""
 SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
 CONFLUENT_MAGIC: Final = b"\x00"
 CONTENT_TYPE_SINGLE_OBJECT: Final = "application/vnd.apache.avro+binary; schema=io.telegram_emitter.v1.MessageEvent"
@@ -99,9 +102,15 @@ def message_schema() -> Schema:
 
 
 @cache
-def _known_by_fingerprint() -> dict[bytes, Schema]:
+def _current_by_name() -> dict[str, Schema]:
     schemas = (Schema.load(p) for p in sorted(SCHEMA_DIR.glob("*.avsc")))
-    return {s.fingerprint: s for s in schemas}
+    return {s.full_name: s for s in schemas}
+
+
+@cache
+def _known_by_fingerprint() -> dict[bytes, Schema]:
+    previous = (Schema.load(p) for p in sorted(PREVIOUS_SCHEMA_DIR.glob("*.avsc")))
+    return {s.fingerprint: s for s in (*previous, *_current_by_name().values())}
 
 
 # --- MessageEvent -> Avro generic record -------------------------------------------------------------
@@ -290,6 +299,11 @@ def decode(value: bytes, *, registry: SchemaLookup | str | None = None) -> AvroR
             client such as `emitter.schema_registry.BlockingSchemaRegistry` (credentials, TLS); each schema
             id is fetched once. Not needed for single-object values.
 
+    Returns:
+        A single-object value in the current schema's shape, whichever version of it wrote the value (an
+        earlier version's record gets the defaults of the fields added since); a Confluent-framed value as
+        its writer schema, from the registry, has it.
+
     Raises:
         ValueError: the bytes are not a framed record of a known schema.
     """
@@ -298,16 +312,17 @@ def decode(value: bytes, *, registry: SchemaLookup | str | None = None) -> AvroR
         schema = _known_by_fingerprint().get(value[2:10])
         if schema is None:
             raise ValueError(f"unknown schema fingerprint {value[2:10].hex()}: not a schema in {SCHEMA_DIR}")
+        reader = _current_by_name().get(schema.full_name, schema)
         body = value[10:]
     elif schema_id is not None:
         if registry is None:
             raise ValueError("Confluent-framed record: pass registry= (the schema registry URL)")
         lookup = _registry_for_url(registry) if isinstance(registry, str) else registry
-        schema = lookup.schema_by_id(schema_id)
+        schema = reader = lookup.schema_by_id(schema_id)
         body = value[5:]
     else:
         raise ValueError(f"not a framed Avro record (first bytes {value[:2].hex() or 'empty'})")
-    record = fastavro.schemaless_reader(io.BytesIO(body), schema.parsed, schema.parsed)
+    record = fastavro.schemaless_reader(io.BytesIO(body), schema.parsed, reader.parsed)
     if not isinstance(record, dict):
         raise ValueError(f"{schema.full_name} is not a record schema")  # noqa: TRY004 - bad data, not a bad call
     return record

@@ -12,7 +12,9 @@ Model, as Telegram has it:
 * channels and supergroups each have their own message id counter (from 1) and their own pts;
 * basic groups ("chats") and private chats take message ids from one account-wide counter and share
   the account pts (so a basic group's ids have large gaps whenever other chats are busy);
-* deleted ids leave gaps; edits set ``edit_date``; a basic group can migrate to a supergroup.
+* deleted ids leave gaps; edits set ``edit_date``; a basic group can migrate to a supergroup;
+* reaction changes (`react`) are pushed as updateMessageReactions but take no pts step and are not in
+  the update log: a difference never reports them, only re-reading the message shows them.
 
 Time: message dates come from ``clock`` (default: the real UTC clock), whole seconds. Rate limits and
 spells run on ``monotonic`` (default `time.monotonic`; share a `ScaledClock`'s with the code under test).
@@ -39,7 +41,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -231,11 +233,40 @@ class _ChannelState:
 _PeerState = _UserState | _ChatState | _ChannelState
 
 
+def _reaction_counts(reactions: Mapping[str, int]) -> list[tuple[str, int]]:
+    """The non-zero counts of `reactions`, most first (Telegram lists reactions by count)."""
+    for emoji, count in reactions.items():
+        if not isinstance(emoji, str) or not emoji:
+            raise ValueError(f"a reaction must be a non-empty emoji string, got {emoji!r}")
+        if not isinstance(count, int) or count < 0:
+            raise ValueError(f"reaction count for {emoji!r} must be an int >= 0, got {count!r}")
+    kept = [(emoji, count) for emoji, count in reactions.items() if count]
+    return sorted(kept, key=lambda item: -item[1])
+
+
+def _message_reactions(counts: Sequence[tuple[str, int]]) -> Any:
+    """A TL MessageReactions for (emoji, count) pairs; no pairs is an empty result list, as after removal."""
+    return types.MessageReactions(
+        results=[types.ReactionCount(reaction=types.ReactionEmoji(emoticon=e), count=c) for e, c in counts]
+    )
+
+
+def _reaction_key(reaction: Any) -> str:
+    """How `reactions_of` names a TL Reaction (the emitter's spelling: emoji, 'custom:<id>', 'paid')."""
+    if isinstance(reaction, types.ReactionEmoji):
+        return str(reaction.emoticon)
+    if isinstance(reaction, types.ReactionCustomEmoji):
+        return f"custom:{reaction.document_id}"
+    if isinstance(reaction, types.ReactionPaid):
+        return "paid"
+    return type(reaction).__name__
+
+
 class FakeTelegram:
     """An in-process Telegram for one account. See the module docstring for the model.
 
     Build the world with `add_user`, `add_channel`, `add_chat`, `post`, `post_many`; connect real
-    clients with `client()`; change the world while they run (`post`, `edit`, `delete`, `migrate`,
+    clients with `client()`; change the world while they run (`post`, `edit`, `react`, `delete`, `migrate`,
     `revoke_access`, `burst`); script failures through ``fake.faults`` and `disconnect`/`set_online`;
     assert on ``request_counts``, `count()`, ``history_calls``.
     """
@@ -577,6 +608,47 @@ class FakeTelegram:
                 self._push(st, [update], msg.edit_date, seq=self.seq, messages=[msg])
         return msg
 
+    def react(
+        self,
+        peer: PeerLike,
+        msg_id: int,
+        reactions: Mapping[str, int],
+        *,
+        push: bool = True,
+        bump_edit_date: bool = False,
+        date: datetime | None = None,
+    ) -> Any:
+        """Set a message's reactions to `reactions` (emoji -> count) and push updateMessageReactions.
+
+        The mapping replaces what was there: an emoji left out or with count 0 has no reaction, an
+        empty mapping clears them all. Like Telegram, a reaction change takes no pts step and is not in
+        the update log, so getDifference / getChannelDifference never report it: a client that was
+        away sees it only by reading the message again. The push goes to connected sessions that
+        receive the chat's updates (not for unjoined or revoked channels), through the same path as
+        every push, so ``faults.drop_updates`` loses it too.
+
+        bump_edit_date: also set ``edit_date`` (to `date`, default now) with ``edit_hide``, as
+            Telegram often does on a reaction change, again without a pts step or an edit update.
+        Returns the world's Message.
+        """
+        st = self._state(peer)
+        msg = st.history.msgs.get(msg_id)
+        if not isinstance(msg, types.Message):
+            raise KeyError(f"no message {msg_id} to react to in {st.marked}")
+        counts = _reaction_counts(reactions)
+        msg.reactions = _message_reactions(counts)
+        now = date or self._now()
+        if bump_edit_date:
+            msg.edit_date = now
+            msg.edit_hide = True
+        if push:
+            # A fresh object for the update: without roundtrip clients would otherwise share the stored one.
+            update = types.UpdateMessageReactions(
+                peer=self._peer_tl(st), msg_id=msg_id, reactions=_message_reactions(counts)
+            )
+            self._push(st, [update], now, seq=0, messages=[])
+        return msg
+
     def delete(self, peer: PeerLike, ids: Iterable[int], *, push: bool = True) -> list[int]:
         """Delete messages (missing ids are ignored); returns the ids actually deleted."""
         st = self._state(peer)
@@ -893,6 +965,17 @@ class FakeTelegram:
     def message_ids(self, peer: PeerLike) -> list[int]:
         """The chat's current message ids, ascending."""
         return list(self._state(peer).history.ids)
+
+    def reactions_of(self, peer: PeerLike, msg_id: int) -> dict[str, int]:
+        """The message's current reaction counts, emoji -> count (custom emoji as 'custom:<id>', paid as 'paid')."""
+        st = self._state(peer)
+        msg = st.history.msgs.get(msg_id)
+        if msg is None:
+            raise KeyError(f"no message {msg_id} in {st.marked}")
+        reactions = getattr(msg, "reactions", None)
+        if reactions is None:
+            return {}
+        return {_reaction_key(r.reaction): r.count for r in reactions.results}
 
     def peer_id(self, peer: PeerLike) -> int:
         """The marked id Telethon uses for `peer` (user id, -chat id, -(10**12 + channel id))."""

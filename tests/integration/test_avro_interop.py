@@ -10,12 +10,13 @@ from typing import Any
 import avro.schema
 import pytest
 
-from emitter.codec import SCHEMA_DIR, Encoder, Schema, decode
+from emitter.codec import PREVIOUS_SCHEMA_DIR, SCHEMA_DIR, Encoder, Schema, decode
 from tests.factories import event
 from tests.integration.avro_java import java_decode, java_fingerprint
 from tests.unit.test_codec import FULL
 
-SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.avsc"))
+# The packaged schema and the earlier versions consumers may still hold (their records are still in Kafka).
+SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.avsc")) + sorted(PREVIOUS_SCHEMA_DIR.glob("*.avsc"))
 
 
 def as_java_json(value: Any) -> Any:
@@ -30,8 +31,9 @@ def as_java_json(value: Any) -> Any:
 
 
 def test_there_are_schemas_to_compare() -> None:
-    """The packaged schema directory holds the record schema (so the fingerprint test is not vacuous)."""
-    assert any(p.name == "telegram_message.avsc" for p in SCHEMA_FILES)
+    """The current record schema and its previous version are both compared (so the fingerprint test is not
+    vacuous for either)."""
+    assert {"telegram_message.avsc", "telegram_message.v1.avsc"} <= {p.name for p in SCHEMA_FILES}
 
 
 @pytest.mark.parametrize("schema_file", SCHEMA_FILES, ids=lambda p: p.name)

@@ -11,9 +11,10 @@ import avro.io
 import avro.schema
 import pytest
 
-from emitter.codec import MESSAGE_SCHEMA_FILE, Encoder, decode, message_schema
+from emitter.codec import MESSAGE_SCHEMA_FILE, PREVIOUS_SCHEMA_DIR, Encoder, Schema, decode, message_schema
 from emitter.records import (
     Action,
+    Change,
     Entity,
     EventType,
     Forward,
@@ -100,6 +101,18 @@ def test_unknown_bytes_are_refused(value: bytes) -> None:
     """Bytes that are not a framed record of a known schema raise ValueError."""
     with pytest.raises(ValueError, match=r"framed|fingerprint"):
         decode(value)
+
+
+def test_values_of_the_previous_schema_decode_in_the_current_shape() -> None:
+    """A value the previous release wrote (schema v1, still in the topic after an upgrade) decodes by its
+    fingerprint, with the fields added since at their defaults: change MESSAGE, pts None."""
+    v1 = Schema.load(PREVIOUS_SCHEMA_DIR / "telegram_message.v1.avsc")
+    assert v1.fingerprint != message_schema().fingerprint
+    old = [Encoder(v1).encode(e) for e in (FULL, event(8, kind=EventType.EDIT, text="edited"))]
+    current = [decode(Encoder().encode(e)) for e in (FULL, event(8, kind=EventType.EDIT, text="edited"))]
+    read = [decode(v) for v in old]
+    assert [(r["change"], r["pts"]) for r in read] == [(Change.MESSAGE.value, None)] * 2
+    assert read == current
 
 
 def test_every_schema_field_is_documented() -> None:
