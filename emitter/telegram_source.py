@@ -446,7 +446,9 @@ class TelegramSource(Service):
         start = max(cursor(state.group.id).cursor, window.after_id or 0, 0)
         offset_date = window.start_date if cursor(state.group.id).cursor <= 0 else None
         remaining = window.limit
-        page = _PageBuilder(self, state, source)
+        # A backfill page may claim the position taken before the walk: every change up to it is in what the
+        # walk reads. Not a sweep's: live events admitted beyond it may still sit in the queue.
+        page = _PageBuilder(self, state, source, state.pts if source is Source.BACKFILL else None)
         client = await self._history_client() if source is Source.BACKFILL else self.client
         # Pacing is the gateway's: Telethon's own wait between pages would only add to it.
         history = client.iter_messages(state.entity, min_id=start, reverse=True, wait_time=0, offset_date=offset_date)
@@ -649,8 +651,8 @@ def gateway_from_settings(settings: TelegramSettings, timer: Clock = SYSTEM_CLOC
 class _PageBuilder:
     """Collects one page of a walk and, when it is taken, records its span (a CLIENT span per page)."""
 
-    def __init__(self, source: TelegramSource, state: Followed, kind: Source) -> None:
-        self.source, self.state, self.kind = source, state, kind
+    def __init__(self, source: TelegramSource, state: Followed, kind: Source, pts: int | None) -> None:
+        self.source, self.state, self.kind, self.pts = source, state, kind, pts
         self.events: list[MessageEvent] = []
         self.last: int | None = None
         self.total: int | None = None
@@ -692,6 +694,8 @@ class _PageBuilder:
             total=self.total,
             span_context=context if context.is_valid else None,
             peer=self.state.peer,
+            pts=self.pts,
+            pts_date=self.state.pts_date if self.pts is not None else None,
         )
 
 
