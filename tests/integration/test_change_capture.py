@@ -46,6 +46,12 @@ def changes_of(recs: list[dict[str, Any]]) -> Counter[tuple[int, str, int]]:
     return out
 
 
+def positioned(run: Any, gid: int) -> bool:
+    """Whether the running source knows the group's update position (live changes are admitted from it)."""
+    state = run.source.live.followed.get(gid)
+    return state is not None and state.pts is not None and not state.catch_up
+
+
 def three_groups(fake: FakeTelegram, history: int) -> list[Any]:
     """A broadcast channel, a supergroup and a basic group (whose ids the account's private chats share)."""
     channel = fake.add_channel("News", username="news")
@@ -98,7 +104,7 @@ async def test_changes_made_while_stopped_are_published_once_after_a_restart(set
             message="the first emitter did not backfill",
         )
         await wait_until(
-            lambda: all(run.source.live.followed[g].pts is not None for g in before), within=60, interval=0.1
+            lambda: all(positioned(run, g) for g in before), within=60, interval=0.1
         )
     expected = make_changes(fake, groups, random.Random(12), push=False)
 
@@ -128,7 +134,7 @@ async def test_a_long_disconnect_past_the_difference_limit_is_recovered_by_a_res
     async with emitter(fake, settings, ["@news"], timer=clock, gateway=RequestGateway(clock=clock)) as run:
         last = fake.message_ids(channel)[-1]
         await wait_until(lambda: run.monitor.tracker.cursor(gid).cursor >= last, within=60, interval=0.1)
-        await wait_until(lambda: run.source.live.followed[gid].pts is not None, within=60, interval=0.1)
+        await wait_until(lambda: positioned(run, gid), within=60, interval=0.1)
         fake.set_online(False)
         rng = random.Random(13)
         pool = fake.message_ids(channel)[-450:]
@@ -162,16 +168,17 @@ async def test_an_edit_of_a_message_whose_new_was_lost_comes_after_its_new(setti
     gid = fake.peer_id(channel)
     async with emitter(fake, settings, ["@news"], timer=clock, gateway=RequestGateway(clock=clock)) as run:
         await wait_until(lambda: run.monitor.tracker.cursor(gid).cursor >= fake.message_ids(channel)[-1], within=60)
-        await wait_until(lambda: run.source.live.followed[gid].pts is not None, within=60, interval=0.1)
+        await wait_until(lambda: positioned(run, gid), within=60, interval=0.1)
         fake.faults.drop_next_updates(1)
         msg = fake.post(channel, "first version")
         fake.edit(channel, msg.id, "second version")
+
+        async def count(n: int) -> bool:
+            return sum(1 for r in await records(settings) if r["message_id"] == msg.id) >= n
+
+        await wait_until(lambda: count(1), within=60, interval=0.3, message="the message did not arrive")
         fake.edit(channel, msg.id, "third version")
-
-        async def both() -> bool:
-            return sum(1 for r in await records(settings) if r["message_id"] == msg.id) >= 2
-
-        await wait_until(both, within=60, interval=0.3, message="the message's records did not arrive")
+        await wait_until(lambda: count(2), within=60, interval=0.3, message="the last edit did not arrive")
     mine = [r for r in await records(settings) if r["message_id"] == msg.id and r["group"]["id"] == gid]
     assert mine[0]["event_type"] == "NEW"
     assert all(r["event_type"] == "EDIT" for r in mine[1:])
@@ -188,7 +195,7 @@ async def test_strict_order_holds_in_a_burst_with_dropped_updates(settings: Sett
     async with emitter(
         fake, settings, ["@news"], timer=clock, gateway=RequestGateway(clock=clock), sweep_interval=5.0
     ) as run:
-        await wait_until(lambda: run.source.live.followed[gid].pts is not None, within=60, interval=0.1)
+        await wait_until(lambda: positioned(run, gid), within=60, interval=0.1)
         fake.faults.drop_updates(0.1, seed=15)
         fake.burst(channel, 2_000)
         want = fake.message_ids(channel)
@@ -231,7 +238,7 @@ async def test_a_delete_of_a_backfilled_basic_group_message_is_published(setting
     target = fake.message_ids(basic)[10]
     async with emitter(fake, settings, [gid], timer=clock, gateway=RequestGateway(clock=clock)) as run:
         await wait_until(lambda: target in run.monitor.tracker.cursor(gid).digest, within=60)
-        await wait_until(lambda: run.source.live.followed[gid].pts is not None, within=60, interval=0.1)
+        await wait_until(lambda: positioned(run, gid), within=60, interval=0.1)
         fake.delete(basic, [target])
 
         async def deleted() -> bool:
