@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -50,8 +51,41 @@ class _SourceCollector(Collector):
             ),
             ("emitter_handler_errors", "Live handler failures (a sweep fills the gap).", s.handler_errors),
             ("emitter_reconnects", "Reconnects to Telegram.", s.reconnects),
+            ("emitter_catch_ups", "Difference requests rounds (catch-ups) run.", getattr(s, "catch_ups", 0)),
+            (
+                "emitter_rescans",
+                "Recent windows re-read and compared with what was published.",
+                getattr(s, "rescans", 0),
+            ),
+            ("emitter_difference_too_long", "Catch-ups Telegram answered with too long.", getattr(s, "too_long", 0)),
+            (
+                "emitter_live_gaps",
+                "Live updates that did not continue their group's position.",
+                getattr(s, "live_gaps", 0),
+            ),
+            (
+                "emitter_live_overflows",
+                "Live updates the live buffer had no room for (a catch-up fetches them).",
+                getattr(s, "live_overflows", 0),
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+
+
+class _QuietCollector(Collector):
+    """Seconds since each group's last committed event, computed at scrape time so a quiet group's value grows."""
+
+    def __init__(self, last: dict[str, float]) -> None:
+        self.last = last
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "emitter_seconds_since_last_event", "Seconds since the group's last committed event.", labels=["group"]
+        )
+        now = time.time()
+        for group, at in sorted(self.last.items()):
+            gauge.add_metric([group], max(0.0, now - at))
+        yield gauge
 
 
 class _TelegramCollector(Collector):
@@ -101,6 +135,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self._last_event: dict[str, float] = {}
+        r.register(_QuietCollector(self._last_event))
         group = ["group"]
         self.published = Counter(
             "emitter_messages_published", "Events committed to the sink.", ["group", "event_type", "source"], registry=r
@@ -149,8 +185,10 @@ class Metrics:
             counts[key] = counts.get(key, 0) + 1
             if e.event_type is EventType.NEW and e.date is not None:
                 newest[key[0]] = max(newest.get(key[0], 0.0), e.date.timestamp())
+        committed_at = time.time()
         for key, n in counts.items():
             self.published.labels(*key).inc(n)
+            self._last_event[key[0]] = committed_at
         now = utc_now().timestamp()
         for group, ts in newest.items():
             self.lag.labels(group).set(max(0.0, now - ts))

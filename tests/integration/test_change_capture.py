@@ -245,3 +245,19 @@ async def test_a_delete_of_a_backfilled_basic_group_message_is_published(setting
             return (gid, "DELETE", target) in changes_of(await records(settings))
 
         await wait_until(deleted, within=60, interval=0.3, message="the deletion was not published")
+
+
+async def test_a_quiet_group_writes_heartbeats_with_its_position(settings: Settings) -> None:
+    """No messages for a while: the cursor still moves (heartbeat time and position) in the transactions."""
+    clock = ScaledClock(SPEED)
+    fake = FakeTelegram(seed=18, monotonic=clock.monotonic)
+    channel = fake.add_channel("News", username="news")
+    fake.post_many(channel, 5)
+    gid = fake.peer_id(channel)
+    async with emitter(
+        fake, settings, ["@news"], timer=clock, gateway=RequestGateway(clock=clock), heartbeat_interval=10.0
+    ) as run:
+        await wait_until(lambda: run.monitor.tracker.cursor(gid).heartbeat is not None, within=30, interval=0.1)
+        first = run.monitor.tracker.cursor(gid).heartbeat
+        await wait_until(lambda: (run.monitor.tracker.cursor(gid).heartbeat or 0) > (first or 0), within=30)
+        assert run.monitor.tracker.cursor(gid).pts == fake.pts_of(channel)

@@ -86,3 +86,15 @@ def test_a_damaged_digest_is_a_value_error(junk: str) -> None:
     """Bad base64, a truncated entry or a truncated id: ValueError, like every bad cursor field."""
     with pytest.raises(ValueError, match="digest"):
         Digest.from_text(junk)
+
+
+def test_seconds_since_last_event_is_a_gauge_per_group_that_grows() -> None:
+    """emitter_seconds_since_last_event is computed at scrape time from the group's last commit."""
+    from emitter.metrics import Metrics  # noqa: PLC0415 - this test only
+    from emitter.protocols import Batch  # noqa: PLC0415
+
+    metrics = Metrics()
+    assert b"emitter_seconds_since_last_event{" not in metrics.render()
+    metrics.observe_commit(Batch([event(1)], {}), 0.01)
+    line = next(x for x in metrics.render().decode().splitlines() if x.startswith("emitter_seconds_since_last_event{"))
+    assert f'group="{GROUP.id}"' in line and float(line.split()[-1]) >= 0
