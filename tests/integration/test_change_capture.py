@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 from collections import Counter
 from typing import Any
@@ -103,9 +104,7 @@ async def test_changes_made_while_stopped_are_published_once_after_a_restart(set
             interval=0.1,
             message="the first emitter did not backfill",
         )
-        await wait_until(
-            lambda: all(positioned(run, g) for g in before), within=60, interval=0.1
-        )
+        await wait_until(lambda: all(positioned(run, g) for g in before), within=60, interval=0.1)
     expected = make_changes(fake, groups, random.Random(12), push=False)
 
     client = fake.client(fake.new_session().save(), **client_options())
@@ -202,7 +201,7 @@ async def test_strict_order_holds_in_a_burst_with_dropped_updates(settings: Sett
         await wait_until(lambda: all(run.monitor.tracker.cursor(gid).is_published(i) for i in want), within=120)
     ids = [r["message_id"] for r in await records(settings) if r["event_type"] == "NEW"]
     assert sorted(ids) == want and len(ids) == len(set(ids))
-    out_of_order = sum(1 for a, b in zip(ids, ids[1:], strict=False) if b < a)
+    out_of_order = sum(1 for a, b in itertools.pairwise(ids) if b < a)
     assert out_of_order == 0
 
 

@@ -100,7 +100,9 @@ def test_tracker_never_drops_edits_or_deletes() -> None:
     """EDIT and DELETE events of published messages pass: they are events of their own."""
     tracker = Tracker()
     tracker.accept(Page(GROUP, [event(1)], walked_to=1))
-    fresh, _ = tracker.accept(Page(GROUP, [event(1, kind=EventType.EDIT, text="edited"), event(1, kind=EventType.DELETE)]))
+    fresh, _ = tracker.accept(
+        Page(GROUP, [event(1, kind=EventType.EDIT, text="edited"), event(1, kind=EventType.DELETE)])
+    )
     assert [e.event_type for e in fresh] == [EventType.EDIT, EventType.DELETE]
 
 
