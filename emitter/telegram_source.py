@@ -28,6 +28,7 @@ from telethon.tl.functions.channels import JoinChannelRequest
 
 from emitter.clock import SYSTEM_CLOCK, Clock
 from emitter.cursor import GroupCursor
+from emitter.digest import DEFAULT_LIMIT
 from emitter.errors import ConfigError, FatalError
 from emitter.lifecycle import Service
 from emitter.protocols import CursorView, Page, Window
@@ -110,7 +111,7 @@ class TelegramSource(Service):
         unreachable_after: float = 60.0,
         stall_after: float = 900.0,
         takeout: bool = False,
-        rescan_window: int = 500,
+        rescan_window: int = DEFAULT_LIMIT,
         rescan_on_start: bool = True,
         order: str = "strict",
         heartbeat_interval: float = 60.0,

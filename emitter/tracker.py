@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from emitter.cursor import GroupCursor
-from emitter.digest import DEFAULT_LIMIT, Entry, entry_of
+from emitter.digest import Entry, entry_of
 from emitter.protocols import MessageInfo, Page
 from emitter.records import Change, EventType, MessageEvent
 
@@ -31,10 +31,11 @@ class Tracker:
     """
 
     def __init__(
-        self, committed: Mapping[int, GroupCursor] | None = None, *, digest_limit: int = DEFAULT_LIMIT
+        self, committed: Mapping[int, GroupCursor] | None = None, *, digest_limit: int = 0
     ) -> None:
         self._cursors: dict[int, GroupCursor] = dict(committed or {})
         self.digest_limit = digest_limit
+        """Newest messages per group whose hashes the cursors keep (0: none; see `emitter.digest`)."""
         self.duplicates = 0
         """NEW events dropped because they were already published (a live update the sweep also found)."""
         self.stale = 0

@@ -22,7 +22,7 @@ def _published(tracker: Tracker, *ids: int) -> None:
 
 def test_an_edit_of_a_message_never_published_becomes_its_new() -> None:
     """A consumer never sees an EDIT of a message it has no NEW for: the first one it gets is the NEW."""
-    tracker = Tracker()
+    tracker = Tracker(digest_limit=500)
     _published(tracker, 1)
     fresh, cur = tracker.accept(Page(GROUP, [event(5, kind=EventType.EDIT, text="v2", source=Source.LIVE)]))
     assert [(e.event_type, e.text) for e in fresh] == [(EventType.NEW, "v2")]
@@ -33,7 +33,7 @@ def test_an_edit_of_a_message_never_published_becomes_its_new() -> None:
 
 def test_an_edit_that_changes_nothing_published_is_dropped_and_a_reaction_change_says_so() -> None:
     """Same content twice (catch-up then rescan) publishes once; reactions alone make change=REACTIONS."""
-    tracker = Tracker()
+    tracker = Tracker(digest_limit=500)
     _published(tracker, 1)
     edit = event(1, kind=EventType.EDIT, text="v2", source=Source.CATCHUP)
     assert len(tracker.accept(Page(GROUP, [edit]))[0]) == 1
@@ -46,7 +46,7 @@ def test_an_edit_that_changes_nothing_published_is_dropped_and_a_reaction_change
 
 def test_changes_at_or_below_the_position_are_stale() -> None:
     """An EDIT or DELETE whose pts the group's position has passed was published already."""
-    tracker = Tracker()
+    tracker = Tracker(digest_limit=500)
     _published(tracker, 1, 2)
     fresh, cur = tracker.accept(Page(GROUP, [event(1, kind=EventType.EDIT, text="x", pts=10)], pts=10))
     assert len(fresh) == 1 and cur.pts == 10
@@ -56,7 +56,7 @@ def test_changes_at_or_below_the_position_are_stale() -> None:
 
 def test_a_delete_of_a_message_no_consumer_has_is_dropped() -> None:
     """Never published, or deleted already (the digest covers its id): nothing to delete."""
-    tracker = Tracker()
+    tracker = Tracker(digest_limit=500)
     _published(tracker, 1, 2, 3)
     assert len(tracker.accept(Page(GROUP, [event(2, kind=EventType.DELETE)]))[0]) == 1
     assert tracker.accept(Page(GROUP, [event(2, kind=EventType.DELETE)]))[0] == []
