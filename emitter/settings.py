@@ -275,10 +275,6 @@ class EmitterSettings(_Section):
     )
     max_in_flight: int = Field(default=10000, gt=0, description="Events buffered before sources are slowed.")
     drain_timeout: float = Field(default=20.0, gt=0, description="Seconds to commit and stop after SIGTERM.")
-    order: Literal["strict", "arrival"] = Field(
-        default="strict",
-        description="strict: a group's NEW records in id order, even after Telegram said too long; arrival: as found.",
-    )
     heartbeat_interval: float = Field(
         default=60.0, gt=0, description="Seconds a quiet group waits before its cursor says it is alive."
     )

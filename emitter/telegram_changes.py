@@ -86,15 +86,15 @@ class ChangeCapture:
 
     # --- catch-up -------------------------------------------------------------------------------------------
 
-    async def catch_up(self, state: Followed, *, strict: bool) -> AsyncIterator[Page]:
+    async def catch_up(self, state: Followed) -> AsyncIterator[Page]:
         """Pages of what changed since `state.pts`; ends with the position moved to Telegram's."""
         self.stats.catch_ups += 1
         state.catch_up = False  # from here on a new gap asks for another round
-        pages = self._account_difference(state) if state.is_basic else self._channel_difference(state, strict)
+        pages = self._account_difference(state) if state.is_basic else self._channel_difference(state)
         async for page in pages:
             yield page
 
-    async def _channel_difference(self, state: Followed, strict: bool) -> AsyncIterator[Page]:
+    async def _channel_difference(self, state: Followed) -> AsyncIterator[Page]:
         channel = tl_utils.get_input_channel(state.entity)
         for _ in range(_MAX_DIFFERENCE_PAGES):
             assert state.pts is not None  # noqa: S101 - restore/position_now ran first
@@ -108,7 +108,7 @@ class ChangeCapture:
                 # Telegram does not know the position (a channel recreated, a reset): start again from now.
                 log.warning("group %d: Telegram does not know pts %s: rescanning", state.group.id, state.pts)
                 await self.position_now(state)
-                self._too_long(state, strict)
+                self._too_long(state)
                 return
             if isinstance(diff, types.updates.ChannelDifferenceEmpty):
                 state.pts = diff.pts
@@ -116,7 +116,7 @@ class ChangeCapture:
                 return
             if isinstance(diff, types.updates.ChannelDifferenceTooLong):
                 state.pts = diff.dialog.pts
-                self._too_long(state, strict)
+                self._too_long(state)
                 yield Page(state.group, [], peer=state.peer, pts=state.pts)
                 return
             events = self._events(state, diff.new_messages, diff.other_updates, diff.users, diff.chats)
@@ -136,7 +136,7 @@ class ChangeCapture:
                 return
             if isinstance(diff, types.updates.DifferenceTooLong):
                 state.pts = diff.pts
-                self._too_long(state, strict=False)
+                self._too_long(state)
                 yield Page(state.group, [], peer=state.peer, pts=state.pts, pts_date=state.pts_date)
                 return
             final = isinstance(diff, types.updates.Difference)
@@ -147,7 +147,7 @@ class ChangeCapture:
             if final:
                 return
 
-    def _too_long(self, state: Followed, strict: bool) -> None:
+    def _too_long(self, state: Followed) -> None:
         self.stats.too_long += 1
         log.info(
             "group %d: Telegram no longer has the difference: rescanning the newest %d messages and sweeping",
@@ -155,12 +155,9 @@ class ChangeCapture:
             self.window,
         )
         state.rescan = True
+        # The sweep that fills the hole runs in the same pass of the group's loop, before any live event
+        # admitted from the new position is yielded: NEW records stay in id order.
         state.request_sweep()
-        if strict:
-            # Live changes now would be published above a hole the sweep has yet to fill: they wait (as a
-            # catch-up from here) until it has.
-            state.holding = True
-            state.catch_up = True
 
     def _events(
         self, state: Followed, new: Iterable[Any], others: Iterable[Any], users: list[Any], chats: list[Any]

@@ -102,8 +102,6 @@ class Followed:
     """A gap was seen (or the position is old): admit nothing live until a catch-up from `pts` ran."""
     rescan: bool = False
     """Re-read the recent window and compare it with the digest (reactions, or Telegram said "too long")."""
-    holding: bool = False
-    """Strict order after "too long": live changes wait (as a catch-up) until a sweep closed the hole."""
     reacted: set[int] = field(default_factory=set)
     """Ids whose reactions changed live: read again (in batches) to publish their current counts."""
 
@@ -241,7 +239,7 @@ class LiveDispatch:
             mapped = map_message(event.message, state.group, source=Source.LIVE, ingest_time=self._clock())
             self._offer(state, mapped, event.original_update)
         except Exception:
-            self._handler_failed(state)
+            self._handler_failed(state, event.original_update)
 
     async def _on_edit(self, event: Any) -> None:
         state = self.followed.get(event.chat_id)
@@ -253,7 +251,7 @@ class LiveDispatch:
             )
             self._offer(state, mapped, event.original_update)
         except Exception:
-            self._handler_failed(state)
+            self._handler_failed(state, event.original_update)
 
     async def _on_delete(self, event: Any) -> None:
         chat_id = event.chat_id
@@ -295,11 +293,23 @@ class LiveDispatch:
                 state.reacted.add(update.msg_id)
                 state.wake.set()
             return
-        # Service messages (a migration among them) never reach NewMessage: a sweep picks them up.
+        # Service messages never reach NewMessage: published from here, in their place in the pts order (a
+        # sweep later would put them behind the messages that followed). A migration also wants the sweep.
         message = getattr(update, "message", None)
-        if isinstance(message, types.MessageService):
+        if isinstance(message, types.MessageService) and isinstance(
+            update, types.UpdateNewMessage | types.UpdateNewChannelMessage
+        ):
             state = self.followed.get(get_peer_id(message.peer_id))
-            if state is not None:
+            if state is None:
+                return
+            try:
+                message._finish_init(self.client, getattr(update, "_entities", {}), None)
+                self._offer(
+                    state, map_message(message, state.group, source=Source.LIVE, ingest_time=self._clock()), update
+                )
+            except Exception:
+                self._handler_failed(state, update)
+            if isinstance(message.action, types.MessageActionChatMigrateTo):
                 state.request_sweep()
 
     def _move_positions(self, update: Any) -> None:
@@ -327,9 +337,13 @@ class LiveDispatch:
         log.debug("group %d: update pts %d after %d: catching up", state.group.id, pts, state.pts)
         state.request_catch_up()
 
-    def _handler_failed(self, state: Followed) -> None:
+    def _handler_failed(self, state: Followed, update: Any) -> None:
         self.stats.handler_errors += 1
-        log.exception("live handler failed in group %d: a sweep will fill the gap", state.group.id)
+        log.exception("live handler failed in group %d: a catch-up and a sweep will fill the gap", state.group.id)
+        pts, count = _pts_of(update)
+        if pts is not None and state.pts == pts:
+            state.pts = pts - count  # the change was not queued: catch up from in front of it
+            state.request_catch_up()
         state.request_sweep()
 
     def _remember_basic(self, msg_id: int, group_id: int) -> None:

@@ -113,7 +113,6 @@ class TelegramSource(Service):
         takeout: bool = False,
         rescan_window: int = DEFAULT_LIMIT,
         rescan_on_start: bool = True,
-        order: str = "strict",
         heartbeat_interval: float = 60.0,
         live_buffer_bytes: int = DEFAULT_LIVE_BUFFER_BYTES,
     ) -> None:
@@ -141,7 +140,6 @@ class TelegramSource(Service):
         self.rescan_on_start = rescan_on_start
         self.digest_limit = rescan_window
         """How many of each group's newest messages the cursors remember (what a rescan compares with)."""
-        self.strict = order == "strict"
         self.heartbeat_interval = heartbeat_interval
         self.resolver = Resolver(client)
         self.live = LiveDispatch(client, self.stats, clock, budget_bytes=live_buffer_bytes)
@@ -504,9 +502,7 @@ class TelegramSource(Service):
                     yield page
                     if page.moved_to is not None:
                         state = await self._switch_to(state, page.moved_to.id)
-                if state.holding:  # strict order: the hole is closed, the held changes come as a catch-up
-                    state.holding = False
-                elif timed and state.pts is not None:
+                if timed and state.pts is not None:
                     state.catch_up = True  # a gap Telegram never hinted at (the last update of a burst lost)
                 self._phase(state.group, "following")
                 next_sweep = loop.time() + self.gateway.jitter(self._interval(state))
@@ -519,8 +515,8 @@ class TelegramSource(Service):
 
     async def _changes(self, state: Followed, cursor: CursorView) -> AsyncIterator[Page]:
         """Catch-ups, reaction reads and rescans the group's state asks for, in that order."""
-        if state.catch_up and not state.holding and state.pts is not None:
-            async for page in self.changes.catch_up(state, strict=self.strict):
+        if state.catch_up and state.pts is not None:
+            async for page in self.changes.catch_up(state):
                 self.note_progress(state.group)
                 yield page
         if state.reacted:
@@ -701,7 +697,7 @@ class _PageBuilder:
 
 
 def _changes_wanted(state: Followed) -> bool:
-    return (state.catch_up and not state.holding and state.pts is not None) or state.rescan or bool(state.reacted)
+    return (state.catch_up and state.pts is not None) or state.rescan or bool(state.reacted)
 
 
 def _migrated_to(message: Any) -> int | None:

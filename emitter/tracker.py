@@ -30,9 +30,7 @@ class Tracker:
     - a DELETE of a message no consumer was given (never published, or already deleted) is dropped.
     """
 
-    def __init__(
-        self, committed: Mapping[int, GroupCursor] | None = None, *, digest_limit: int = 0
-    ) -> None:
+    def __init__(self, committed: Mapping[int, GroupCursor] | None = None, *, digest_limit: int = 0) -> None:
         self._cursors: dict[int, GroupCursor] = dict(committed or {})
         self.digest_limit = digest_limit
         """Newest messages per group whose hashes the cursors keep (0: none; see `emitter.digest`)."""

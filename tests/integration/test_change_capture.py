@@ -184,7 +184,7 @@ async def test_an_edit_of_a_message_whose_new_was_lost_comes_after_its_new(setti
     assert mine[-1]["text"] == "third version"
 
 
-async def test_strict_order_holds_in_a_burst_with_dropped_updates(settings: Settings) -> None:
+async def test_id_order_holds_in_a_burst_with_dropped_updates(settings: Settings) -> None:
     """2,000 live messages, 10% of updates dropped: every NEW exactly once and in ascending id order."""
     clock = ScaledClock(SPEED)
     fake = FakeTelegram(seed=15, monotonic=clock.monotonic)
@@ -260,3 +260,27 @@ async def test_a_quiet_group_writes_heartbeats_with_its_position(settings: Setti
         first = run.monitor.tracker.cursor(gid).heartbeat
         await wait_until(lambda: (run.monitor.tracker.cursor(gid).heartbeat or 0) > (first or 0), within=30)
         assert run.monitor.tracker.cursor(gid).pts == fake.pts_of(channel)
+
+
+async def test_id_order_holds_after_telegram_says_too_long(settings: Settings) -> None:
+    """150 messages while disconnected ("too long" on return) and live posts during the recovery: ascending ids."""
+    clock = ScaledClock(SPEED)
+    fake = FakeTelegram(seed=19, monotonic=clock.monotonic)
+    channel = fake.add_channel("News", username="news")
+    fake.post_many(channel, 20)
+    gid = fake.peer_id(channel)
+    async with emitter(fake, settings, ["@news"], timer=clock, gateway=RequestGateway(clock=clock)) as run:
+        await wait_until(lambda: positioned(run, gid), within=60, interval=0.1)
+        fake.set_online(False)
+        for i in range(150):
+            fake.post(channel, f"while away {i}", push=False)
+        fake.set_online(True)
+        for i in range(200):  # live posts while the emitter recovers
+            fake.post(channel, f"live {i}")
+            await asyncio.sleep(0.01)  # a posting rate, not a wait for readiness
+        want = fake.message_ids(channel)
+        await wait_until(lambda: all(run.monitor.tracker.cursor(gid).is_published(i) for i in want), within=120)
+        assert run.source.stats.too_long >= 1
+    ids = [r["message_id"] for r in await records(settings) if r["event_type"] == "NEW"]
+    assert sorted(ids) == want and len(ids) == len(set(ids))
+    assert sum(1 for a, b in itertools.pairwise(ids) if b < a) == 0
