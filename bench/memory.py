@@ -33,6 +33,10 @@ TARGET_PEAK_MB: Final = 200.0
 FLAT_FLOOR_MB: Final = 16.0
 FLAT_SHARE: Final = 0.10
 MARKS: Final = (25, 50, 75)
+EDITS_HISTORY: Final = 200_000
+EDITS_PER_SECOND: Final = 200.0
+CHART_LIMIT_MB: Final = 512.0
+"""The chart's default memory limit (helm/telegram-emitter/values.yaml)."""
 
 
 @dataclass(slots=True)
@@ -47,6 +51,10 @@ class _Measured:
     hwm: float
     marks: dict[int, float]
     topics: list[str]
+    edits: int = 0
+    """Live edits made while the backfill ran (kind "edits")."""
+    edits_lost: int = 0
+    """Edited messages whose last published record is not their last version."""
 
     @property
     def growth(self) -> float:
@@ -68,6 +76,7 @@ def scenario(ctx: Context) -> list[Row]:
     """One child per source (peak RSS is not timing noise: one run each, whatever --runs says)."""
     demo = _spawn(ctx, "demo", ctx.sizes.memory)
     telegram = _spawn(ctx, "telegram", ctx.sizes.memory_telegram)
+    edits = _spawn(ctx, "edits", min(EDITS_HISTORY, ctx.sizes.memory_telegram))
     ctx.note(
         NAME,
         "Each source in a fresh child process; RSS sampled every 0.5 s on a thread (psutil, else /proc VmRSS), "
@@ -88,7 +97,32 @@ def scenario(ctx: Context) -> list[Row]:
         "the RSS after building it and a full GC, and the figure is the emitter's growth above it (it includes "
         "the fake's transient serialisation buffers; the fake's request logs are cleared at each commit).",
     )
-    rows = []
+    ctx.note(
+        NAME,
+        f"edits: the real path following (not one-shot) a {edits.messages:,}-message supergroup while "
+        f"{EDITS_PER_SECOND:.0f} live edits a second of random messages arrive during the backfill ({edits.edits:,} "
+        "edits); lost = edited messages whose last record a read_committed consumer sees is not their last "
+        "version. The fake world's own memory is the baseline; the emitter's growth above it is compared with the "
+        "chart's 512 MiB limit.",
+    )
+    rows = [
+        Row(
+            NAME,
+            f"backfill of {edits.messages:,} with live edits: peak RSS growth above the fake world",
+            f"{fmt(edits.growth)} MB (baseline with the world: {fmt(edits.baseline)} MB)",
+            f"≤ {CHART_LIMIT_MB:.0f} MB",
+            edits.growth / CHART_LIMIT_MB,
+            verdict(edits.growth <= CHART_LIMIT_MB),
+        ),
+        Row(
+            NAME,
+            f"backfill of {edits.messages:,} with live edits: edits lost of {edits.edits:,}",
+            f"{edits.edits_lost} lost",
+            "0",
+            None,
+            verdict(edits.edits_lost == 0 and edits.edits > 0),
+        ),
+    ]
     for m in (demo, telegram):
         what = "emitter alone (DemoSource)" if m.kind == "demo" else "real path above the fake world's baseline"
         marks = "/".join(f"{m.marks[q] - m.baseline:.0f}" for q in (25, 50, 75, 100))
@@ -139,6 +173,8 @@ def child(kind: str, messages: int, bootstrap: str) -> dict[str, Any]:
     gc.collect()
     imported = rss_bytes() / MIB
     fake = None
+    if kind == "edits":
+        return _with_edits(messages, bootstrap, imported)
     if kind == "telegram":
         fake, groups = build_world(1, messages, prefix="mem")
         last_id = fake.message_ids(groups[0])[-1]
@@ -189,6 +225,75 @@ def child(kind: str, messages: int, bootstrap: str) -> dict[str, Any]:
         "hwm": peak_rss_bytes() / MIB,
         "marks": marks,
         "topics": ctx.topics,
+    }
+
+
+def _with_edits(messages: int, bootstrap: str, imported: float) -> dict[str, Any]:
+    """A following emitter backfilling `messages` while live edits flow; which edits' last version arrived."""
+    import asyncio  # noqa: PLC0415 - the child only
+    import random  # noqa: PLC0415
+
+    from tests.faketelegram import wait_until  # noqa: PLC0415
+    from tests.integration.kafka_read import read_committed  # noqa: PLC0415
+
+    fake, groups = build_world(1, messages, prefix="edits")
+    channel = groups[0].lstrip("@")
+    ids = fake.message_ids(channel)
+    gc.collect()
+    baseline = rss_bytes() / MIB
+    ctx = Context(bootstrap, 1, DEFAULT_SIZES)
+    settings = ctx.fresh_settings()
+    source = TelegramSource(
+        fake.client(**client_options()), groups, own_client=True, gateway=RequestGateway(paced=False)
+    )
+    monitor = create_monitor(settings, source)
+    monitor.on_commit = lambda _batch: (fake.history_calls.clear(), fake.request_log.clear(), fake.response_log.clear())
+    last: dict[int, str] = {}
+    rng = random.Random(7)
+
+    async def go() -> None:
+        task = asyncio.create_task(monitor.run())
+        gid = fake.peer_id(channel)
+        await wait_until(lambda: gid in source.live.followed and source.live.followed[gid].pts is not None, within=60)
+        n = 0
+        while monitor.tracker.cursor(gid).cursor < ids[-1]:  # edits for as long as the backfill runs
+            msg_id = ids[rng.randrange(len(ids))]
+            text = f"edit {n}"
+            fake.edit(channel, msg_id, text)
+            last[msg_id] = text
+            n += 1
+            await asyncio.sleep(1 / EDITS_PER_SECOND)
+
+        def settled() -> bool:
+            state = source.live.followed[gid]
+            return not state.queue and not state.catch_up and len(monitor._batcher) == 0
+
+        await wait_until(settled, within=120, interval=0.2)
+        monitor.request_stop()
+        await task
+
+    started = time.perf_counter()
+    with RssSampler(0.5) as sampler:
+        asyncio.run(go())
+    seconds = time.perf_counter() - started
+    final: dict[int, str] = {}
+    for _, record in asyncio.run(read_committed(bootstrap, settings.kafka.topic)):
+        if record["message_id"] in last:
+            final[record["message_id"]] = record["text"]
+    lost = sum(1 for msg_id, text in last.items() if final.get(msg_id) != text)
+    return {
+        "kind": "edits",
+        "messages": messages,
+        "records": monitor.stats.published,
+        "seconds": seconds,
+        "imported": imported,
+        "baseline": baseline,
+        "peak": sampler.peak / MIB,
+        "hwm": peak_rss_bytes() / MIB,
+        "marks": dict.fromkeys((*MARKS, 100), baseline),
+        "topics": ctx.topics,
+        "edits": len(last),
+        "edits_lost": lost,
     }
 
 
