@@ -14,6 +14,7 @@ Pure: no I/O. Hashes are CRC-32, stable across processes and Python versions (un
 from __future__ import annotations
 
 import base64
+import itertools
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Final
@@ -62,8 +63,15 @@ class Digest:
     __slots__ = ("_bytes", "_entries")
 
     def __init__(self, entries: Mapping[int, Entry] | None = None) -> None:
-        self._entries: dict[int, Entry] = dict(entries or {})
+        # Kept in ascending id order, so the oldest ids are the first ones: trimming and `lowest` are cheap.
+        self._entries: dict[int, Entry] = dict(sorted((entries or {}).items()))
         self._bytes: bytes | None = None
+
+    @classmethod
+    def _sorted(cls, entries: dict[int, Entry]) -> Digest:
+        digest = cls.__new__(cls)
+        digest._entries, digest._bytes = entries, None
+        return digest
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -90,20 +98,27 @@ class Digest:
     @property
     def lowest(self) -> int | None:
         """The oldest id the digest knows (below it, it knows nothing)."""
-        return min(self._entries) if self._entries else None
+        return next(iter(self._entries), None)
 
     def updated(self, changes: Iterable[tuple[int, Entry | None]], limit: int) -> Digest:
         """The digest with `changes` applied (an entry, or None for a deleted id), cut to the newest `limit`."""
         entries = dict(self._entries)
+        top = next(reversed(entries), None)
+        ordered = True
         for msg_id, entry in changes:
             if entry is None:
                 entries.pop(msg_id, None)
-            else:
+            elif msg_id in entries:
                 entries[msg_id] = entry
+            else:
+                ordered = ordered and (top is None or msg_id > top)
+                top = msg_id if top is None or msg_id > top else top
+                entries[msg_id] = entry
+        if not ordered:  # an id below the newest one joined (a sweep's hole, a by-id fetch): sort again
+            entries = dict(sorted(entries.items()))
         if len(entries) > limit:
-            keep = sorted(entries)[-limit:] if limit > 0 else []
-            entries = {i: entries[i] for i in keep}
-        return Digest(entries)
+            entries = dict(itertools.islice(entries.items(), len(entries) - limit, None)) if limit > 0 else {}
+        return Digest._sorted(entries)
 
     def to_text(self) -> str:
         """Base64 of the sorted ids as varint deltas, each followed by its two hashes (9-10 bytes an id)."""
