@@ -115,6 +115,7 @@ class TelegramSource(Service):
         rescan_on_start: bool = True,
         heartbeat_interval: float = 60.0,
         live_buffer_bytes: int = DEFAULT_LIVE_BUFFER_BYTES,
+        positions: bool = True,
     ) -> None:
         self.client = client
         self.tracer = tracer or default_tracer()
@@ -137,6 +138,8 @@ class TelegramSource(Service):
         self.takeout = takeout
         self._takeout: Any = None
         """The open takeout session (Telethon's `_TakeoutClient`), once a backfill asked for it."""
+        self.positions = positions
+        """Learn and store each group's update position (off for library walks, which follow nothing)."""
         self.rescan_on_start = rescan_on_start
         self.digest_limit = rescan_window
         """How many of each group's newest messages the cursors remember (what a rescan compares with)."""
@@ -386,7 +389,8 @@ class TelegramSource(Service):
                 state = await self._switch_to(state, moved_to)
             window: Window | None = self.window
             # Before the walk: changes made during it are then either in what it reads or after the position.
-            await self._position(state, cursor)
+            if self.positions:
+                await self._position(state, cursor)
             self._phase(state.group, "queued for backfill")
             async with self.gateway.backfill_slot():
                 self._phase(state.group, "backfilling")

@@ -358,6 +358,7 @@ class TgData:
         client = await self.connect()
         spec = await self._marked(client, spec)
         kwargs.setdefault("follow", False)
+        kwargs.setdefault("positions", kwargs["follow"])  # a one-off read needs no update position
         source = TelegramSource(client, [spec], sweep_interval=self.sweep_interval, **kwargs)
         try:
             (group,) = await source.groups()
