@@ -50,6 +50,8 @@ KINDS: Final = ("EDIT", "DELETE", "REACTIONS")
 HISTORY: Final = 800
 """Messages per group; the changes fall among each group's newest `POOL` (inside the 500-message rescan)."""
 POOL: Final = 400
+RESTART_WITHIN: Final = 90.0
+"""Seconds the restarted emitter has to commit every change (a few suffice); past them, the rest counts as lost."""
 GRACE: Final = 5.0
 """Seconds past `emitter.drain_timeout` the parent waits for a SIGTERMed child to exit."""
 
@@ -179,7 +181,9 @@ def _round(broker: Broker, row: Row, how: str, plan: Mapping[str, int], seed: in
             groups,
             lambda _: wanted <= committed,
             what="commit every change",
+            within=RESTART_WITHIN,
             on_commit=on_commit,
+            give_up=True,  # what is missing shows as lost
         )
     )
     consumed = asyncio.run(read_committed(broker.bootstrap, settings.kafka.topic))
@@ -192,9 +196,10 @@ def _round(broker: Broker, row: Row, how: str, plan: Mapping[str, int], seed: in
         row.tally.add(expected.get(key, ()), got.get(key, []))
     news = new_ids_by_group(consumed)
     row.check(f"{how}: every NEW once", all(sorted(news.get(p, [])) == ids for p, ids in backfilled.items()))
-    stats = getattr(monitor.source, "stats", None)
+    stats: Any = getattr(monitor.source, "stats", None)
     log(f"changes after {how}: {sum(len(v) for v in got.values())} change records; source {stats}")
-    return f"{how}: " + ", ".join(_cell(kind, expected, got) for kind in KINDS)
+    found = f" (catch-ups {stats.catch_ups}, too long {stats.too_long}, rescans {stats.rescans})" if stats else ""
+    return f"{how}: " + ", ".join(_cell(kind, expected, got) for kind in KINDS) + found
 
 
 def _cell(kind: str, expected: Mapping[Key, Sequence[int]], got: Mapping[Key, Sequence[int]]) -> str:
