@@ -5,8 +5,8 @@ Twice, once per way of stopping: a forked child backfills a broadcast channel, a
 drains and exits 0) or SIGKILL. The child worked on a copy of the world; the parent then edits, deletes and
 reacts in its own copy (the truth) without pushing updates, and restarts the emitter in-process on a NEW
 StringSession, so nothing survives but what the child committed. It must publish every change exactly once:
-catch-ups from the stored positions (Telegram keeps 100 updates, so most groups answer "too long") and the
-rescan on start (the only way to see reaction changes made while away).
+catch-ups from the stored positions (Telegram keeps 100 updates: a group changed more answers "too long")
+and the rescan on start (the only way to see reaction changes made while away).
 """
 
 from __future__ import annotations

@@ -166,6 +166,7 @@ def _write_results(path: Path, *, command: str, seed: int, total: float, table: 
         "",
         "`sent`: NEW messages a consumer must see (per group, each id once); `received`: NEW records a",
         "read_committed consumer read; `lost`: sent ids never received; `duplicated`: receptions beyond the first.",
+        "Scenario 7 counts change records (EDIT, DELETE, REACTIONS) instead of NEW ones.",
         "",
     ]
     path.write_text("\n".join(lines))
