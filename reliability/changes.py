@@ -97,11 +97,9 @@ def _make_changes(
     return dict(made)
 
 
-def _kind(record: Mapping[str, Any]) -> str:
+def _kind(event_type: str, change: str) -> str:
     """EDIT, DELETE or REACTIONS (an EDIT whose change is REACTIONS), as a consumer tells them apart."""
-    if record["event_type"] == EventType.EDIT and record["change"] == Change.REACTIONS:
-        return "REACTIONS"
-    return str(record["event_type"])
+    return "REACTIONS" if event_type == EventType.EDIT and change == Change.REACTIONS else str(event_type)
 
 
 async def _wait_committed(settings: Settings, last: Mapping[int, int], proc: BaseProcess, within: float) -> None:
@@ -168,9 +166,7 @@ def _round(broker: Broker, row: Row, how: str, plan: Mapping[str, int], seed: in
     def on_commit(batch: Batch) -> None:
         for e in batch.events:
             if e.event_type is not EventType.NEW:
-                committed.add(
-                    (e.group.id, "REACTIONS" if e.change is Change.REACTIONS else str(e.event_type), e.message_id)
-                )
+                committed.add((e.group.id, _kind(e.event_type, e.change), e.message_id))
 
     wanted = {(g, kind, i) for (g, kind), ids in expected.items() for i in ids}
     monitor = asyncio.run(
@@ -191,7 +187,7 @@ def _round(broker: Broker, row: Row, how: str, plan: Mapping[str, int], seed: in
     for c in consumed:
         r = c.record()
         if r["event_type"] != EventType.NEW:
-            got[(r["group"]["id"], _kind(r))].append(r["message_id"])
+            got[(r["group"]["id"], _kind(r["event_type"], r["change"]))].append(r["message_id"])
     for key in expected.keys() | got.keys():
         row.tally.add(expected.get(key, ()), got.get(key, []))
     news = new_ids_by_group(consumed)
