@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final
 
-from reliability import broker_faults, open_transaction, oversize, sigkill, sigterm, telegram_faults
+from reliability import broker_faults, changes, open_transaction, oversize, sigkill, sigterm, telegram_faults
 from reliability.common import Broker, Row, ScenarioError, delete_topics, log, machine
 
 Scenario = Callable[..., None]
@@ -32,6 +32,7 @@ SCENARIOS: Final[dict[str, tuple[str, ModuleType]]] = {
     "telegram": ("4 Telegram faults, one run", telegram_faults),
     "oversize": ("5 oversized records", oversize),
     "open-txn": ("6 two identities, one open transaction", open_transaction),
+    "changes": ("7 changes during downtime", changes),
 }
 RESULTS: Final = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER: Final = ("scenario", "sent", "received", "lost", "duplicated", "result", "seconds", "details")
@@ -165,6 +166,7 @@ def _write_results(path: Path, *, command: str, seed: int, total: float, table: 
         "",
         "`sent`: NEW messages a consumer must see (per group, each id once); `received`: NEW records a",
         "read_committed consumer read; `lost`: sent ids never received; `duplicated`: receptions beyond the first.",
+        "Scenario 7 counts change records (EDIT, DELETE, REACTIONS) instead of NEW ones.",
         "",
     ]
     path.write_text("\n".join(lines))
