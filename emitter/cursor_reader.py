@@ -52,6 +52,10 @@ async def read_cursors(settings: KafkaSettings, instance: str, *, wait: float | 
     topic = settings.cursor_topic
     try:
         marks = await _high_watermarks(settings, topic)
+        if not marks:
+            # No partitions (the topic does not exist yet): nothing to read. Not read through a consumer that
+            # would stop before its coordinator task started, which aiokafka answers with CancelledError.
+            return {}
         consumer = AIOKafkaConsumer(
             **connection_options(settings), isolation_level="read_committed", enable_auto_commit=False, group_id=None
         )

@@ -159,3 +159,10 @@ def test_replication_factor_above_the_brokers_is_a_config_error(cli_env: dict[st
     assert "kafka.replication_factor" in last
     assert "Traceback" not in done.stderr
     print(last)
+
+
+async def test_cursors_of_a_cursor_topic_that_does_not_exist_yet_are_none(settings: Settings) -> None:
+    """A fresh cluster has no cursor topic: reading cursors returns nothing (it used to raise CancelledError)."""
+    from emitter.cursor_reader import read_cursors  # noqa: PLC0415 - this test only
+
+    assert await read_cursors(settings.kafka, settings.emitter.instance) == {}
