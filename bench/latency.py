@@ -134,7 +134,11 @@ def _order_rows(orders: dict[str, list[_Window]]) -> list[Row]:
         seen, posted = sum(w.seen for w in windows), sum(w.posted for w in windows)
         dropped, gaps, too_long = (sum(getattr(w, k) for w in windows) for k in ("dropped", "gaps", "too_long"))
         rows += [
-            Row(NAME, f"p50, order {order}, {at}", f"{fmt(median(w.p50 for w in windows), 1)} ms"),
+            Row(
+                NAME,
+                f"p50, order {order}, {at} (sustained {fmt(median(w.drained for w in windows))}/s)",
+                f"{fmt(median(w.p50 for w in windows), 1)} ms",
+            ),
             Row(
                 NAME,
                 f"p99, order {order}, {at} ({seen:,}/{posted:,} seen; {dropped} lost, {gaps} gaps, "
