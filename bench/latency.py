@@ -3,6 +3,8 @@
 The emitter follows one supergroup (TelegramSource with live handlers, the production sweep interval) into
 KafkaSink; a poster in the same loop calls `fake.post` at a steady rate with the post time stamped in the
 text; `bench.probe`, in its own process, reads the topic read_committed and computes arrival minus post.
+At the target rate the fake also drops a share of the updates, once with `emitter.order` strict and once
+with arrival in the same run, so the cost of strict order after a gap shows as a ratio.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ TARGET_P99_MS: Final = 250.0
 TARGET_RATE: Final = 2_000
 TICK: Final = 0.005
 """The poster wakes every 5 ms and posts what is due, so posts spread evenly over each second."""
+ORDERS: Final = ("strict", "arrival")
+DROP_FRACTION: Final = 0.01
+"""Share of live updates the fake loses in the order windows: gaps for the emitter's catch-up to close."""
+DROP_SEED: Final = 5
+"""The same updates are lost in both order windows of a run."""
 
 
 @dataclass(slots=True)
@@ -45,16 +52,33 @@ class _Window:
     """Records per second from the first post to the last record seen: what the live path sustained."""
     fake_share: float
     """Share of the window's wall time spent inside `fake.post` (the fake server's work, same loop)."""
+    dropped: int = 0
+    """Updates the fake lost on their way to the client."""
+    gaps: int = 0
+    too_long: int = 0
+    """Catch-ups Telegram answered "too long" (after which strict order holds live changes until a sweep)."""
 
 
 def scenario(ctx: Context) -> list[Row]:
-    """Each rate for `latency_seconds`, `ctx.runs` times; medians of the per-window percentiles."""
+    """Each rate for `latency_seconds`, then both orders with drops, `ctx.runs` times; medians of the windows."""
     seconds = ctx.sizes.latency_seconds
     results: dict[int, list[_Window]] = {rate: [] for rate in ctx.sizes.latency_rates}
+    orders: dict[str, list[_Window]] = {order: [] for order in ORDERS}
     for i in range(ctx.runs):
         for rate in ctx.sizes.latency_rates:
             log(f"latency: run {i + 1}/{ctx.runs}, {rate:,} msgs/s for {seconds:g} s")
             results[rate].append(run(_window(ctx, rate, seconds)))
+        for order in ORDERS:
+            log(f"latency: run {i + 1}/{ctx.runs}, order {order}, {DROP_FRACTION:.0%} of updates dropped")
+            orders[order].append(run(_window(ctx, TARGET_RATE, seconds, order=order, drop=DROP_FRACTION)))
+    _notes(ctx, seconds)
+    rows = []
+    for rate, windows in results.items():
+        rows += _rate_rows(rate, windows)
+    return rows + _order_rows(orders)
+
+
+def _notes(ctx: Context, seconds: float) -> None:
     ctx.note(
         NAME,
         f"One supergroup followed live (TelegramSource, default sweep interval), Monitor batch_timeout "
@@ -68,39 +92,78 @@ def scenario(ctx: Context) -> list[Row]:
         f"{FETCH_MAX_WAIT_MS}) receives the record minus the time `post` was called (stamped in the text, "
         f"CLOCK_MONOTONIC). p50/p99 per {seconds:g} s window, median over {ctx.runs} windows.",
     )
+    ctx.note(
+        NAME,
+        f"Order: in each run, two more windows at {TARGET_RATE:,} msgs/s in the same world, the fake dropping "
+        f"{DROP_FRACTION:.0%} of live updates (`faults.drop_updates`, seed {DROP_SEED}, so the same ones in both), "
+        f"one with `emitter.order` strict and one with arrival. A lost update leaves a pts gap the emitter closes "
+        f"with getChannelDifference; when Telegram answers that too long, strict order holds live changes until "
+        f"a sweep has closed the hole, arrival publishes them at once. strict ÷ arrival is computed within each "
+        f"run; its median is reported.",
+    )
+
+
+def _rate_rows(rate: int, windows: list[_Window]) -> list[Row]:
+    p50, p99 = median(w.p50 for w in windows), median(w.p99 for w in windows)
+    seen, posted = sum(w.seen for w in windows), sum(w.posted for w in windows)
+    per_txn = seen / max(1, sum(w.batches for w in windows))
+    drained, fake_share = median(w.drained for w in windows), median(w.fake_share for w in windows)
+    targeted = rate == TARGET_RATE
+    return [
+        Row(
+            NAME,
+            f"p50 at {rate:,} msgs/s (sustained {fmt(drained)}/s; {fake_share:.0%} of wall in fake.post)",
+            f"{fmt(p50, 1)} ms",
+        ),
+        Row(
+            NAME,
+            f"p99 at {rate:,} msgs/s ({seen:,}/{posted:,} seen, {per_txn:.0f} records per txn)",
+            f"{fmt(p99, 1)} ms",
+            f"≤ {TARGET_P99_MS:.0f} ms" if targeted else "—",
+            p99 / TARGET_P99_MS if targeted else None,
+            verdict(p99 <= TARGET_P99_MS and seen == posted) if targeted else "info",
+        ),
+    ]
+
+
+def _order_rows(orders: dict[str, list[_Window]]) -> list[Row]:
+    strict, arrival = orders["strict"], orders["arrival"]
+    at = f"{TARGET_RATE:,} msgs/s, {DROP_FRACTION:.0%} dropped"
     rows = []
-    for rate, windows in results.items():
-        p50, p99 = median(w.p50 for w in windows), median(w.p99 for w in windows)
+    for order, windows in orders.items():
         seen, posted = sum(w.seen for w in windows), sum(w.posted for w in windows)
-        per_txn = seen / max(1, sum(w.batches for w in windows))
-        drained, fake_share = median(w.drained for w in windows), median(w.fake_share for w in windows)
-        targeted = rate == TARGET_RATE
+        dropped, gaps, too_long = (sum(getattr(w, k) for w in windows) for k in ("dropped", "gaps", "too_long"))
         rows += [
             Row(
                 NAME,
-                f"p50 at {rate:,} msgs/s (sustained {fmt(drained)}/s; {fake_share:.0%} of wall in fake.post)",
-                f"{fmt(p50, 1)} ms",
+                f"p50, order {order}, {at} (sustained {fmt(median(w.drained for w in windows))}/s)",
+                f"{fmt(median(w.p50 for w in windows), 1)} ms",
             ),
             Row(
                 NAME,
-                f"p99 at {rate:,} msgs/s ({seen:,}/{posted:,} seen, {per_txn:.0f} records per txn)",
-                f"{fmt(p99, 1)} ms",
-                f"≤ {TARGET_P99_MS:.0f} ms" if targeted else "—",
-                p99 / TARGET_P99_MS if targeted else None,
-                verdict(p99 <= TARGET_P99_MS and seen == posted) if targeted else "info",
+                f"p99, order {order}, {at} ({seen:,}/{posted:,} seen; {dropped} lost, {gaps} gaps, "
+                f"{too_long} too long)",
+                f"{fmt(median(w.p99 for w in windows), 1)} ms",
             ),
         ]
+    for cut in ("p50", "p99"):
+        ratio = median(getattr(s, cut) / getattr(a, cut) for s, a in zip(strict, arrival, strict=True))
+        rows.append(Row(NAME, f"{cut} strict ÷ arrival, {at} (same run)", f"{ratio:.2f}"))
     return rows
 
 
-async def _window(ctx: Context, rate: int, seconds: float) -> _Window:
+async def _window(ctx: Context, rate: int, seconds: float, *, order: str = "strict", drop: float = 0.0) -> _Window:
     fake = FakeTelegram(seed=11, rate_limits=None)  # latency of our code, not of Telegram's limits
     channel = fake.add_channel("Live", username="live", megagroup=True)
     fake.post_many(channel, 10)
     history = len(fake.message_ids(channel))
-    settings = ctx.fresh_settings(batch_timeout_ms=BATCH_TIMEOUT_MS)
+    settings = ctx.fresh_settings(batch_timeout_ms=BATCH_TIMEOUT_MS, order=order)
     source = TelegramSource(
-        fake.client(**client_options()), ["@live"], own_client=True, gateway=RequestGateway(paced=False)
+        fake.client(**client_options()),
+        ["@live"],
+        own_client=True,
+        gateway=RequestGateway(paced=False),
+        order=settings.emitter.order,
     )
     monitor = create_monitor(settings, source)
     task = asyncio.create_task(monitor.run())
@@ -124,6 +187,7 @@ async def _window(ctx: Context, rate: int, seconds: float) -> _Window:
         if ready.strip() != b"ready":
             raise RuntimeError(f"the probe did not start: {ready!r}")
         batches = monitor.stats.batches
+        fake.faults.drop_updates(drop, seed=DROP_SEED)  # after the start: the history arrives whole
         started = time.perf_counter()
         in_fake = await _post(fake, channel, rate, posted)
         posting = time.perf_counter() - started
@@ -138,7 +202,18 @@ async def _window(ctx: Context, rate: int, seconds: float) -> _Window:
     latencies = [(seen - sent) / 1e6 for sent, seen in stamps]
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     span = (max(seen for _, seen in stamps) - min(sent for sent, _ in stamps)) / 1e9
-    return _Window(cuts[49], cuts[98], len(stamps), posted, batches, len(stamps) / span, in_fake / posting)
+    return _Window(
+        cuts[49],
+        cuts[98],
+        len(stamps),
+        posted,
+        batches,
+        len(stamps) / span,
+        in_fake / posting,
+        fake.faults.dropped_updates,
+        source.stats.live_gaps,
+        source.stats.too_long,
+    )
 
 
 async def _post(fake: FakeTelegram, channel: Any, rate: int, count: int) -> float:
