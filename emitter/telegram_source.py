@@ -1,9 +1,11 @@
 """The Telegram source: backfill each group through the account's gateway, then follow it.
 
-Correctness lives in the cursor rules (`emitter.cursor`) and the sweep planner (`emitter.sweep`): the
-backfill and every sweep walk history ascending from the cursor; live events (`emitter.telegram_live`)
-are fast but may be missed, so a sweep follows on a jittered timer, after every reconnect and whenever a
-handler or Telegram hints at a gap. Every request passes the account's `RequestGateway`, which paces,
+Correctness lives in the cursor rules (`emitter.cursor`), the sweep planner (`emitter.sweep`) and the
+tracker's change rules (`emitter.tracker`): the backfill and every sweep walk history ascending from the
+cursor; live events (`emitter.telegram_live`) are fast but may be missed, so a sweep follows on a jittered
+timer, after every reconnect and whenever a handler or Telegram hints at a gap; edits, deletions and
+reactions made while nobody listened come from catch-ups and rescans (`emitter.telegram_changes`), from the
+update position each cursor stores. Every request passes the account's `RequestGateway`, which paces,
 holds flood waits and retries transient errors; what reaches this module is a group's own trouble (lost
 access: marked failed and re-checked) or the account's (session gone: stop and ask for a login).
 """
