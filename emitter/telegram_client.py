@@ -38,13 +38,13 @@ def make_client(settings: TelegramSettings, **overrides: Any) -> TelegramClient:
             "telegram.api_id and telegram.api_hash are required: expected the values from my.telegram.org"
         )
     session: StringSession | str
-    recorded = None
+    record: Path | None = None
     if settings.session is not None:
         session = StringSession(settings.session.get_secret_value())
     else:
         session = _session_filename(settings.session_file or Path("emitter.session"))
-        recorded = device_identity.read_record(device_identity.record_path(session))
-    identity = _identity_keywords(settings, recorded, session)
+        record = device_identity.record_path(session)
+    identity = _identity_keywords(settings, record)
     options = {**client_options(), **identity, **overrides}
     # Telethon creates the session file (the account's auth key) in this constructor: under this umask it is
     # owner-only from its first byte, with no window before a chmod.
@@ -61,15 +61,16 @@ def _session_filename(path: Path) -> str:
     return name if name.endswith(".session") else f"{name}.session"
 
 
-def _identity_keywords(settings: TelegramSettings, recorded: DeviceIdentity | None, session: object) -> dict[str, str]:
-    """The device identity keywords of the client; a configured key that differs from the record warns."""
+def _identity_keywords(settings: TelegramSettings, record: Path | None) -> dict[str, str]:
+    """The device identity keywords of the client: the settings over the session's record (a StringSession has
+    none); a configured key that differs from the record warns."""
+    recorded = device_identity.read_record(record) if record is not None else None
     choice = device_identity.choose(device_identity.configured(settings), recorded)
     if recorded is not None and choice.changed:
-        where = device_identity.record_path(str(session))
         log.warning(
             "the configured device identity differs from the one recorded for this session in %s: %s; Telegram "
             "sees a changed device on a live session (run `emitter login` to record the new one)",
-            where,
+            record,
             device_identity.describe_change(recorded, choice.keywords, choice.changed),
         )
     return choice.keywords
