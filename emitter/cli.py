@@ -231,11 +231,17 @@ async def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _login(settings: Settings, args: argparse.Namespace) -> int:
-    from emitter.telegram_account import Prompts, login, open_client  # noqa: PLC0415 - Telethon only when used
+    from emitter.telegram_account import (  # noqa: PLC0415 - Telethon only when used
+        Prompts,
+        login,
+        open_client,
+        record_login_identity,
+    )
 
     client = open_client(settings.telegram, in_memory=args.print_session)
     try:
         who, session = await login(client, phone=settings.telegram.phone, prompts=args.prompts or Prompts())
+        identity = record_login_identity(client)
     finally:
         await client.disconnect()
     print(f"logged in as {who}", file=sys.stderr)
@@ -243,6 +249,7 @@ async def _login(settings: Settings, args: argparse.Namespace) -> int:
         print(session)
     elif settings.telegram.session is None:
         print(f"session saved in {settings.telegram.session_file or 'emitter.session'} (mode 0600)", file=sys.stderr)
+    print(identity, file=sys.stderr)
     return EXIT_OK
 
 

@@ -55,6 +55,7 @@ _GROUP_SPEC = re.compile(
 )
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_LANG = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$")
 
 SubjectNameStrategy = Literal["topic", "record", "topic-record"]
 """Confluent's subject naming: TopicNameStrategy, RecordNameStrategy, TopicRecordNameStrategy."""
@@ -83,6 +84,23 @@ class TelegramSettings(_Section):
     phone: str | None = Field(default=None, description="Phone number, for `emitter login` only.")
     groups: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Groups: marked ids, @usernames or t.me links, comma-separated."
+    )
+    # Device identity: what Telegram shows in the account's active sessions. Unset keys come from the identity
+    # `emitter login` recorded beside the session file, else from Telethon's defaults (README: device identity).
+    device_model: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Device identity: model (login records it)."
+    )
+    system_version: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Device identity: operating system version."
+    )
+    app_version: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Device identity: application version."
+    )
+    lang_code: str | None = Field(
+        default=None, pattern=_LANG.pattern, description="Device identity: client language (ISO 639-1, e.g. en)."
+    )
+    system_lang_code: str | None = Field(
+        default=None, pattern=_LANG.pattern, description="Device identity: system language (e.g. en-US)."
     )
     flood_sleep_threshold: int = Field(
         default=60, ge=0, description="FloodWaits longer than this many seconds are logged as warnings."

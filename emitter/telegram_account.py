@@ -23,7 +23,7 @@ from telethon.sessions import StringSession
 from emitter.errors import ConfigError, EmitterError, FatalError
 from emitter.records import GroupType
 from emitter.settings import TelegramSettings
-from emitter.telegram_client import make_client
+from emitter.telegram_client import identity_of, make_client, record_identity
 from emitter.telegram_mapping import group_from_entity
 from emitter.telegram_source import TelegramSource
 
@@ -119,6 +119,17 @@ async def login(client: TelegramClient, *, phone: str | None, prompts: Prompts) 
     except EOFError as e:
         raise ConfigError("`emitter login` needs a terminal to answer its questions (input ended)") from e
     return _who(me), StringSession.save(client.session)
+
+
+def record_login_identity(client: TelegramClient) -> str:
+    """Record the device identity the login used beside the session file; the line that tells the user.
+
+    A StringSession has no file beside it: the line then gives the identity as settings to pass with it.
+    """
+    path = record_identity(client, replace=True)
+    if path is not None:
+        return f"device identity recorded in {path} (mode 0600): later runs present the same device"
+    return f"device identity of this session (set it beside TELEGRAM_SESSION): {identity_of(client).as_env()}"
 
 
 def _who(me: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,12 @@ from typing import Any
 from telethon import TelegramClient
 from telethon.sessions import StringSession
 
+from emitter import device_identity
+from emitter.device_identity import DeviceIdentity
 from emitter.errors import ConfigError
 from emitter.settings import TelegramSettings
+
+log = logging.getLogger("emitter.telegram")
 
 
 def client_options() -> dict[str, Any]:
@@ -33,11 +38,14 @@ def make_client(settings: TelegramSettings, **overrides: Any) -> TelegramClient:
             "telegram.api_id and telegram.api_hash are required: expected the values from my.telegram.org"
         )
     session: StringSession | str
+    record: Path | None = None
     if settings.session is not None:
         session = StringSession(settings.session.get_secret_value())
     else:
-        session = str(settings.session_file or Path("emitter.session"))
-    options = {**client_options(), **overrides}
+        session = _session_filename(settings.session_file or Path("emitter.session"))
+        record = device_identity.record_path(session)
+    identity = _identity_keywords(settings, record)
+    options = {**client_options(), **identity, **overrides}
     # Telethon creates the session file (the account's auth key) in this constructor: under this umask it is
     # owner-only from its first byte, with no window before a chmod.
     umask = os.umask(0o077)
@@ -45,6 +53,52 @@ def make_client(settings: TelegramSettings, **overrides: Any) -> TelegramClient:
         return TelegramClient(session, settings.api_id, settings.api_hash.get_secret_value(), **options)
     finally:
         os.umask(umask)
+
+
+def _session_filename(path: Path) -> str:
+    """The file Telethon opens for a session path: it appends `.session` unless the name ends so already."""
+    name = str(path)
+    return name if name.endswith(".session") else f"{name}.session"
+
+
+def _identity_keywords(settings: TelegramSettings, record: Path | None) -> dict[str, str]:
+    """The device identity keywords of the client: the settings over the session's record (a StringSession has
+    none); a configured key that differs from the record warns."""
+    recorded = device_identity.read_record(record) if record is not None else None
+    choice = device_identity.choose(device_identity.configured(settings), recorded)
+    if recorded is not None and choice.changed:
+        log.warning(
+            "the configured device identity differs from the one recorded for this session in %s: %s; Telegram "
+            "sees a changed device on a live session (run `emitter login` to record the new one)",
+            record,
+            device_identity.describe_change(recorded, choice.keywords, choice.changed),
+        )
+    return choice.keywords
+
+
+def identity_of(client: TelegramClient) -> DeviceIdentity:
+    """The identity the client sends in initConnection (Telethon fills unset keys from the machine).
+
+    Read from the request Telethon built in its constructor, so what is recorded is what Telegram gets,
+    defaults included (Telethon is pinned).
+    """
+    return DeviceIdentity.of(client._init_request)
+
+
+def record_identity(client: TelegramClient, *, replace: bool) -> Path | None:
+    """Record the client's identity beside its session file; None for a session without a file.
+
+    Args:
+        replace: overwrite an existing record (`emitter login`); otherwise only a session without one gets it,
+            so that a session made before records existed is pinned from its first run on.
+    """
+    filename = getattr(client.session, "filename", None)
+    if not isinstance(filename, str) or filename == ":memory:":
+        return None
+    path = device_identity.record_path(filename)
+    if replace or not path.exists():
+        device_identity.write_record(path, identity_of(client))
+    return path
 
 
 def restrict_session_file(client: TelegramClient) -> None:

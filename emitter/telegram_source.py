@@ -38,7 +38,7 @@ from emitter.records import Group, GroupType, MessageEvent, PeerKind, Source, ma
 from emitter.settings import TelegramSettings
 from emitter.sweep import chunks, holes_to_fetch, proven_to
 from emitter.telegram_changes import ChangeCapture
-from emitter.telegram_client import make_client, restrict_session_file, transport_connected
+from emitter.telegram_client import make_client, record_identity, restrict_session_file, transport_connected
 from emitter.telegram_gateway import (
     LOST_ACCESS,
     GatewayStats,
@@ -208,6 +208,7 @@ class TelegramSource(Service):
         # A dead session surfaces here as the gateway's AccountGoneError ("run `emitter login`").
         if not await self.client.is_user_authorized():
             raise FatalError("the Telegram session is not logged in: run `emitter login` once to create one")
+        record_identity(self.client, replace=False)
         self.live.start()
         if self._watcher is None:
             self._watcher = asyncio.create_task(self._watch(), name="telegram watcher")

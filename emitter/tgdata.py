@@ -59,7 +59,7 @@ from emitter.protocols import Batch, MessageInfo, MessageTrackerInterface, Page,
 from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
 from emitter.settings import Settings, TelegramSettings
 from emitter.telegram_account import list_groups as account_groups
-from emitter.telegram_client import make_client, restrict_session_file
+from emitter.telegram_client import make_client, record_identity, restrict_session_file
 from emitter.telegram_mapping import map_message
 from emitter.telegram_source import TelegramSource
 from emitter.tracker import Tracker
@@ -311,6 +311,7 @@ class TgData:
                 restrict_session_file(client)
                 if not await client.is_user_authorized():
                     raise FatalError("the Telegram session is not logged in: run `emitter login` once to create one")
+                record_identity(client, replace=False)
                 self._checked = True
             return client
 

@@ -321,6 +321,8 @@ def test_rendered_configuration_is_accepted_by_the_emitter(
             settings = load_settings()
         assert settings.emitter.instance == (identity.get("instance") or identity["name"])
         assert settings.telegram.groups == identity.get("groups", [])
+        for key, value in identity.get("config", {}).get("telegram", {}).items():  # a device identity, say
+            assert getattr(settings.telegram, key) == value, f"telegram.{key} of identity {identity['name']}"
         assert settings.telemetry.http_port == 9464
         assert settings.telemetry.http_host == "0.0.0.0"  # noqa: S104 - the pod address; the default is loopback
         assert str(settings.emitter.data_dir) == "/data"

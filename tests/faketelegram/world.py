@@ -357,6 +357,9 @@ class FakeTelegram:
         """(request key, what was answered): a result type name, or 'rpc_error CODE MESSAGE'."""
         self.history_calls: list[HistoryCall] = []
         self.unsupported_requests: list[str] = []
+        self.init_connections: list[functions.InitConnectionRequest] = []
+        """Every initConnection received (as parsed from the client's bytes): the device identity each connection
+        presented (device_model, system_version, app_version, lang_code, system_lang_code, api_id)."""
         self._init_login()
 
         # Account box: pts and seq of the account, and the account-wide message id counter.
@@ -1344,6 +1347,8 @@ class FakeTelegram:
                 link.receives_updates = False
             if isinstance(inner, functions.InvokeWithTakeoutRequest):
                 self.takeout_requests += 1
+            if isinstance(inner, functions.InitConnectionRequest):
+                self.init_connections.append(inner)
             inner = inner.query
         key = request_key(inner)
         self.request_counts[key] += 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import shlex
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 from emitter.cli import main
+from emitter.device_identity import DeviceIdentity
 from emitter.records import GroupType
 from emitter.telegram_account import Prompts, ask_on_stderr, list_groups, login
 from tests.faketelegram import FakeTelegram
@@ -118,9 +121,14 @@ def test_login_with_phone_from_settings_asks_only_for_the_code(
     assert err.splitlines() == [
         f"logged in as Emitter [id {fake.me.id}]",
         "session saved in emitter.session (mode 0600)",
+        "device identity recorded in emitter.session.identity.json (mode 0600): later runs present the same device",
     ]
     session_file = tmp_path / "emitter.session"
     assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
+    record = tmp_path / "emitter.session.identity.json"
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    # What was recorded is what the login's connection told Telegram (Telethon's defaults, none configured).
+    assert DeviceIdentity(**json.loads(record.read_text())) == DeviceIdentity.of(fake.init_connections[-1])
     with fake.patch_telethon():
         assert main(["groups"], prompts=NO_PROMPTS) == 0
 
@@ -137,7 +145,11 @@ def test_login_with_two_step_verification_prints_a_session_string(
     out, err = capsys.readouterr()
     assert person.asked == [PHONE_PROMPT, CODE_PROMPT, TWO_STEP_PROMPT]
     (session,) = out.splitlines()
-    assert err.splitlines() == [f"logged in as Emitter [id {fake.me.id}]"]
+    logged_in, identity = err.splitlines()
+    assert logged_in == f"logged in as Emitter [id {fake.me.id}]"
+    # No file to record it in: the identity is printed as the settings that pin it beside TELEGRAM_SESSION.
+    pinned = DeviceIdentity.of(fake.init_connections[-1]).as_env()
+    assert identity == f"device identity of this session (set it beside TELEGRAM_SESSION): {pinned}"
     assert not list(tmp_path.iterdir()), "--print-session writes no session file"
     with fake.patch_telethon():
         assert main(["groups"], prompts=NO_PROMPTS) == 1  # the file session is still not logged in
@@ -286,3 +298,27 @@ def test_default_prompt_asks_on_stderr_so_stdout_holds_only_the_session(
     assert ask_on_stderr(CODE_PROMPT) == "12345"
     out, err = capsys.readouterr()
     assert (out, err) == ("", CODE_PROMPT)
+
+
+def test_print_session_identity_line_pins_the_device_for_later_runs(
+    account_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--print-session prints the identity it used as settings; a run given them presents that device again."""
+    fake = FakeTelegram()
+    monkeypatch.setenv("EMITTER_TELEGRAM__DEVICE_MODEL", "Pixel 8 Pro")
+    monkeypatch.setenv("EMITTER_TELEGRAM__LANG_CODE", "de")
+    with fake.patch_telethon():
+        assert main(["login", "--print-session"], prompts=Person(fake).prompts) == 0
+    out, err = capsys.readouterr()
+    used = DeviceIdentity.of(fake.init_connections[-1])
+    assert (used.device_model, used.lang_code) == ("Pixel 8 Pro", "de")
+    assert "'Pixel 8 Pro'" in err.splitlines()[-1]  # quoted for a shell
+    monkeypatch.delenv("EMITTER_TELEGRAM__DEVICE_MODEL")
+    monkeypatch.delenv("EMITTER_TELEGRAM__LANG_CODE")
+    for assignment in shlex.split(err.splitlines()[-1].split(": ", 1)[1]):
+        name, value = assignment.split("=", 1)
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TELEGRAM_SESSION", out.strip())
+    with fake.patch_telethon():
+        assert main(["groups"], prompts=NO_PROMPTS) == 0
+    assert DeviceIdentity.of(fake.init_connections[-1]) == used
