@@ -26,6 +26,7 @@ from telethon import utils as tl_utils
 from telethon.tl.functions.channels import GetMessagesRequest as GetChannelMessagesRequest
 from telethon.tl.functions.channels import JoinChannelRequest
 
+from emitter.account_health import AccountState
 from emitter.clock import SYSTEM_CLOCK, Clock
 from emitter.cursor import GroupCursor
 from emitter.digest import DEFAULT_LIMIT
@@ -40,6 +41,7 @@ from emitter.telegram_client import make_client, restrict_session_file, transpor
 from emitter.telegram_gateway import (
     LOST_ACCESS,
     GatewayStats,
+    HealthCallback,
     Pace,
     Priority,
     RequestGateway,
@@ -88,7 +90,11 @@ class _Progress:
 
 
 class TelegramSource(Service):
-    """Backfills and follows Telegram groups through one Telethon client (one account)."""
+    """Backfills and follows Telegram groups through one Telethon client (one account).
+
+    `health_callback(health)` is called with the account's `AccountHealth` on every change of its state
+    (ok, waiting, restricted, lost access, logged out, banned), from the event loop: keep it short.
+    """
 
     name = "telegram"
 
@@ -116,6 +122,7 @@ class TelegramSource(Service):
         heartbeat_interval: float = 60.0,
         live_buffer_bytes: int = DEFAULT_LIVE_BUFFER_BYTES,
         positions: bool = True,
+        health_callback: HealthCallback | None = None,
     ) -> None:
         self.client = client
         self.tracer = tracer or default_tracer()
@@ -127,6 +134,7 @@ class TelegramSource(Service):
         # One gateway per account: sources sharing a client (the library API makes one per call) share its.
         self.gateway = gateway or getattr(client, "_emitter_gateway", None) or RequestGateway(clock=timer)
         self.stats = SourceStats(gateway=self.gateway.stats)
+        self.health_callback = health_callback
         self.unresolved: dict[str, str] = {}
         """Group specs that could not be resolved at start, with the reason."""
         self.unjoined: set[int] = set()
@@ -200,6 +208,8 @@ class TelegramSource(Service):
         """Connect (if needed), route requests through the gateway, check the login, register handlers."""
         self._stopping = False
         self.gateway.attach(self.client)
+        if self.health_callback is not None:
+            self.gateway.add_health_listener(self.health_callback)
         if not self.client.is_connected():
             await self.client.connect()
         restrict_session_file(self.client)
@@ -213,6 +223,8 @@ class TelegramSource(Service):
     async def stop(self) -> None:
         """Remove handlers; disconnect the client if this source created it (idempotent)."""
         self._stopping = True
+        if self.health_callback is not None:
+            self.gateway.remove_health_listener(self.health_callback)
         self.live.stop()
         await self._close_takeout()
         watcher, self._watcher = self._watcher, None
@@ -601,6 +613,7 @@ class TelegramSource(Service):
             "since": _iso(wall + since),
             "groups": groups,
             "unjoined": sorted(self.unjoined),
+            "account": self.gateway.account_health().as_dict(time.time()),
             "flood_waits": [
                 {"kind": h.kind.value, "method": h.method, "seconds": h.seconds} for h in self.gateway.holds()
             ],
@@ -628,8 +641,11 @@ class TelegramSource(Service):
         now = time.monotonic()
         out: list[str] = []
         up, since = self._transport
+        health = self.gateway.account_health()
         if self._fatal is not None:
             out.append(str(self._fatal))
+        elif health.state is AccountState.RESTRICTED:
+            out.append(f"Telegram restricts the account: {health.describe()}")
         elif not up and now - since > self.unreachable_after:
             out.append(f"Telegram unreachable for {now - since:.0f} s")
         for gid, progress in self._progress.items():
