@@ -642,8 +642,9 @@ class TelegramSource(Service):
         out: list[str] = []
         up, since = self._transport
         health = self.gateway.account_health()
-        if self._fatal is not None:
-            out.append(str(self._fatal))
+        fatal = self._fatal or self.gateway.gone
+        if fatal is not None:
+            out.append(str(fatal))
         elif health.state is AccountState.RESTRICTED:
             out.append(f"Telegram restricts the account: {health.describe()}")
         elif not up and now - since > self.unreachable_after:
