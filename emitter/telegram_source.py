@@ -314,6 +314,7 @@ class TelegramSource(Service):
         """Resolve every configured group; unresolvable ones are logged and reported in `unresolved`."""
         with requests_for(None, Priority.LIVE):
             resolved, self.unresolved = await self.resolver.resolve(self.specs, self._stored)
+        self._check_fatal()  # a session that died while resolving is the account's trouble, not the groups'
         for spec, reason in self.unresolved.items():
             log.error("cannot resolve group %s: %s", spec, reason)
         out: list[Group] = []
