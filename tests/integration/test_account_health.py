@@ -155,3 +155,43 @@ async def test_a_long_flood_wait_is_one_change_to_waiting_and_one_back(
     assert calls[0].until is not None and calls[0].until > 0
     assert seen.logged() == ["waiting", "ok"]
     assert run.source.stats.flood_waits >= 2
+
+
+async def test_a_lost_group_is_counted_and_given_back(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """The account loses one of two groups: "lost access" with that group in the callback, the log, the
+    metrics and /readyz; once access returns and the re-check reads it, ok again."""
+    caplog.set_level(logging.INFO, logger="emitter.telegram")
+    clock = ScaledClock(SPEED)
+    fake = FakeTelegram(seed=33, monotonic=clock.monotonic)
+    groups = [fake.add_channel(f"Group {i}", username=f"group_{i}", megagroup=True) for i in range(2)]
+    for g in groups:
+        fake.post_many(g, 10)
+    lost = fake.peer_id(groups[1])
+    calls: list[AccountHealth] = []
+    specs: list[str | int] = ["@group_0", "@group_1"]
+    async with emitter(
+        fake, settings, specs, timer=clock, sweep_interval=20, recheck_interval=120, health_callback=calls.append
+    ) as run:
+        seen, server = await observing(run, caplog)
+        try:
+            await wait_for_ids(settings, lost, 10)
+            fake.revoke_access(groups[1])
+
+            async def lost_one() -> bool:
+                return await seen.metric_state() == "lost access"
+
+            await wait_until(lost_one, within=30, message="the lost group")
+            _, ready = await seen.readyz()
+            assert ready["source"]["account"] == {"state": "lost access", "lost_groups": [lost]}
+            _, body = await asyncio.to_thread(_get, server.port, "/metrics")
+            assert "emitter_account_lost_groups 1.0" in body
+            fake.restore_access(groups[1])
+
+            async def back() -> bool:
+                return await seen.metric_state() == "ok"
+
+            await wait_until(back, within=30, message="the re-check")  # 120 s at 50x
+        finally:
+            await server.stop()
+    assert [(c.state.value, c.lost_groups) for c in calls] == [("lost access", (lost,)), ("ok", ())]
+    assert seen.logged() == ["lost access", "ok"]
