@@ -85,7 +85,7 @@ class TelegramSettings(_Section):
         default_factory=list, description="Groups: marked ids, @usernames or t.me links, comma-separated."
     )
     flood_sleep_threshold: int = Field(
-        default=60, ge=0, description="FloodWaits longer than this many seconds are logged as warnings."
+        default=60, ge=0, description="FloodWaits longer than this many seconds make the account's state `waiting`."
     )
     sweep_interval: float = Field(default=30.0, gt=0, description="Seconds between gap-filling sweeps (±20 %).")
     backfill_concurrency: int = Field(default=2, ge=1, le=100, description="Groups backfilling at once.")

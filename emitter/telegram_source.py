@@ -664,6 +664,7 @@ def gateway_from_settings(settings: TelegramSettings, timer: Clock = SYSTEM_CLOC
         account=Pace(settings.max_requests_per_second, settings.max_request_burst),
         backfill_concurrency=settings.backfill_concurrency,
         clock=timer,
+        long_wait=float(settings.flood_sleep_threshold),
     )
 
 
