@@ -161,9 +161,7 @@ class HealthMachine:
     _wait: AccountHealth | None = None
     _lost: dict[int, str] = field(default_factory=dict)
 
-    def failed(
-        self, error: BaseException, now: float, *, method: str | None = None, group: int | None = None
-    ) -> AccountHealth | None:
+    def failed(self, error: BaseException, now: float, *, method: str | None = None) -> AccountHealth | None:
         """A request failed with `error` (account-wide verdicts only; see `flood` and `lost_access`)."""
         verdict = account_verdict(error)
         if verdict is None:
@@ -192,7 +190,7 @@ class HealthMachine:
 
     def succeeded(self, now: float, *, method: str | None = None, group: int | None = None) -> AccountHealth | None:
         """A request went through: its group is readable again, and a restriction on its method is over."""
-        if self.current is OK and self._restricted is None and not self._lost:
+        if self.current.state is AccountState.OK:
             return None  # the hot path: every request of a healthy account ends here
         if group is not None:
             self._lost.pop(group, None)
