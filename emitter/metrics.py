@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from emitter.account_health import AccountState
 from emitter.protocols import Batch
 from emitter.records import EventType, utc_now
 
@@ -125,6 +126,18 @@ class _TelegramCollector(Collector):
         for gid in sorted(self.source.unjoined):
             unjoined.add_metric([str(gid)], 1)
         yield unjoined
+        health = gateway.account_health()
+        state = GaugeMetricFamily(
+            "emitter_account_state",
+            "1 for the Telegram account's current state (ok, waiting, lost access, restricted, logged out, banned).",
+            labels=["state"],
+        )
+        for name in AccountState:
+            state.add_metric([name.value], 1 if health.state is name else 0)
+        yield state
+        yield GaugeMetricFamily(
+            "emitter_account_lost_groups", "Groups the account lost access to.", len(health.lost_groups)
+        )
         connected = 1 if self.source.connected else 0
         yield GaugeMetricFamily("emitter_telegram_connected", "1 while the connection to Telegram is up.", connected)
 

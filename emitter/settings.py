@@ -103,7 +103,7 @@ class TelegramSettings(_Section):
         default=None, pattern=_LANG.pattern, description="Device identity: system language (e.g. en-US)."
     )
     flood_sleep_threshold: int = Field(
-        default=60, ge=0, description="FloodWaits longer than this many seconds are logged as warnings."
+        default=60, ge=0, description="FloodWaits longer than this many seconds make the account's state `waiting`."
     )
     sweep_interval: float = Field(default=30.0, gt=0, description="Seconds between gap-filling sweeps (±20 %).")
     backfill_concurrency: int = Field(default=2, ge=1, le=100, description="Groups backfilling at once.")

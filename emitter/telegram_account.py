@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 from pydantic import SecretStr
 from telethon import TelegramClient, errors, utils
 from telethon.sessions import StringSession
+from telethon.tl.functions.updates import GetStateRequest
 
+from emitter.account_health import AccountHealth, AccountState, account_verdict, error_name
 from emitter.errors import ConfigError, EmitterError, FatalError
 from emitter.records import GroupType
 from emitter.settings import TelegramSettings
@@ -179,17 +182,24 @@ def _duration(seconds: int) -> str:
 
 
 async def connect_logged_in(client: TelegramClient) -> None:
-    """Connect without ever prompting; unreachable or not logged in is a `FatalError` (exit 1)."""
+    """Connect without ever prompting; unreachable, not logged in or banned is a `FatalError` (exit 1).
+
+    The login is proved by one request of our own rather than Telethon's `is_user_authorized`, which
+    swallows Telegram's answer and with it the difference between a session that ended and a ban.
+    """
     try:
         if not client.is_connected():
             await client.connect()
-        authorized = await client.is_user_authorized()
+        await client(GetStateRequest())
     except errors.RPCError as e:
+        verdict = account_verdict(e)
+        if verdict is AccountState.BANNED:
+            raise FatalError(f"Telegram banned the account ({error_name(e)})") from e
+        if verdict is AccountState.LOGGED_OUT:
+            raise FatalError(NOT_LOGGED_IN) from e
         raise FatalError(f"{NOT_LOGGED_IN} ({type(e).__name__})") from e
     except OSError as e:  # ConnectionError and TimeoutError among them
         raise FatalError(f"cannot reach Telegram: {e}") from e
-    if not authorized:
-        raise FatalError(NOT_LOGGED_IN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,25 +211,32 @@ class CheckReport:
 
 
 async def check_account(settings: TelegramSettings) -> CheckReport:
-    """Check the login, then resolve every configured group the way the emitter's source resolves them."""
+    """Check the login, then resolve every configured group the way the emitter's source resolves them; the
+    last line is the account's state (`account: ok`, `account: banned (USER_DEACTIVATED_BAN)`, ...)."""
     client = open_client(settings)
     try:
         try:
             await connect_logged_in(client)
         except FatalError as e:
-            return CheckReport((f"telegram: FAIL {e}",), ok=False)
+            lines = [f"telegram: FAIL {e}"]
+            verdict = account_verdict(e.__cause__) if e.__cause__ is not None else None
+            if verdict is not None and e.__cause__ is not None:
+                lines.append(f"account: {AccountHealth(verdict, error_name(e.__cause__)).describe()}")
+            return CheckReport(tuple(lines), ok=False)
         lines = [f"telegram: ok (logged in as {_who(await client.get_me())})"]
         if not settings.groups:
             lines.append("FAIL telegram.groups: empty: expected at least one group; `emitter groups` lists them")
             return CheckReport(tuple(lines), ok=False)
-        group_lines, ok = await _resolve_groups(client, settings.groups)
-        return CheckReport((*lines, *group_lines), ok)
+        group_lines, ok, health = await _resolve_groups(client, settings.groups)
+        now = time.time()
+        return CheckReport((*lines, *group_lines, f"account: {health.describe(now)}"), ok and health.ok)
     finally:
         await client.disconnect()
 
 
-async def _resolve_groups(client: TelegramClient, specs: list[str]) -> tuple[list[str], bool]:
-    """One line per spec: `ok <spec> → <marked id> <type> "<title>"` or `FAIL <spec>: <why>`."""
+async def _resolve_groups(client: TelegramClient, specs: list[str]) -> tuple[list[str], bool, AccountHealth]:
+    """One line per spec: `ok <spec> → <marked id> <type> "<title>"` or `FAIL <spec>: <why>`; and the
+    account's health after resolving them."""
     source = TelegramSource(client, specs, follow=False)
     await source.start()
     resolved: list[Any] = []
@@ -227,6 +244,7 @@ async def _resolve_groups(client: TelegramClient, specs: list[str]) -> tuple[lis
         # With none resolved it raises; the reasons are in `unresolved` all the same.
         with contextlib.suppress(FatalError):
             resolved = list(await source.groups())
+        health = source.gateway.account_health()
     finally:
         await source.stop()
     # groups() returns the resolved groups in the order of their specs.
@@ -243,7 +261,7 @@ async def _resolve_groups(client: TelegramClient, specs: list[str]) -> tuple[lis
             continue
         title = json.dumps(group.title or "", ensure_ascii=False)
         lines.append(f"ok {spec} → {group.id} {group.type.value} {title}")
-    return lines, not source.unresolved and len(resolved) == len(specs)
+    return lines, not source.unresolved and len(resolved) == len(specs), health
 
 
 async def list_groups(client: TelegramClient) -> list[GroupInfo]:

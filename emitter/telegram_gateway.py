@@ -11,7 +11,9 @@ requests pass it too) and does, in one place:
   and recovers slowly; held requests then resume one at a time at that rate, never as a herd;
 - **error classes**: lost access to a group, account gone (log in again), and transient trouble, which is
   retried here with capped backoff, for ever, and counted;
-- **accounting**: requests, flood waits and retries by method, queue depth and current rate (metrics).
+- **accounting**: requests, flood waits and retries by method, queue depth and current rate (metrics);
+- **account health**: every outcome feeds the account's state machine (`emitter.account_health`), and each
+  change of state is logged once and handed to the health listeners.
 """
 
 from __future__ import annotations
@@ -23,19 +25,26 @@ import heapq
 import itertools
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from telethon import errors
 from telethon.errors import AuthKeyNotFound
 
+from emitter.account_health import LONG_WAIT, AccountHealth, AccountState, HealthMachine, error_name
 from emitter.clock import SYSTEM_CLOCK, Clock
 from emitter.errors import FatalError
 
 log = logging.getLogger("emitter.telegram.gateway")
+health_log = logging.getLogger("emitter.telegram")
+"""The account's state changes go to the source's logger: it is where an operator looks for Telegram."""
+
+HealthCallback = Callable[[AccountHealth], object]
+"""Called with the account's new health on every change of state (`until`: epoch seconds, wall clock)."""
 
 
 class RequestKind(enum.StrEnum):
@@ -372,6 +381,7 @@ class RequestGateway:
         clock: monotonic time and sleep (a `ScaledClock` in tests).
         paced: False sends requests as soon as asked and sleeps each FloodWait in the task that got it, as
             Telethon does on its own: for measuring the difference only.
+        long_wait: FloodWaits longer than this many seconds make the account's state "waiting".
     """
 
     def __init__(
@@ -383,6 +393,7 @@ class RequestGateway:
         clock: Clock = SYSTEM_CLOCK,
         paced: bool = True,
         rng: random.Random | None = None,
+        long_wait: float = LONG_WAIT,
     ) -> None:
         merged = {**DEFAULT_PACES, **(paces or {})}
         self.clock = clock
@@ -402,6 +413,9 @@ class RequestGateway:
         self._inner: Callable[..., Awaitable[Any]] | None = None
         self.gone: AccountGoneError | None = None
         """Set once Telegram ended the session; every later request raises it."""
+        self._health = HealthMachine(long_wait=long_wait)
+        self._health_listeners: list[HealthCallback] = []
+        self._wait_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"RequestGateway(paced={self.paced}, backfill_concurrency={self.backfill_concurrency})"
@@ -434,6 +448,9 @@ class RequestGateway:
 
     def detach(self) -> None:
         """Give the client its own `_call` back (idempotent)."""
+        timer, self._wait_timer = self._wait_timer, None
+        if timer is not None:
+            timer.cancel()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(AttributeError):
@@ -469,7 +486,7 @@ class RequestGateway:
             except Exception as e:
                 await self._failed(e, kind, method)
                 continue
-            self._succeeded(kind)
+            self._succeeded(kind, method)
             return result
 
     async def _failed(self, error: Exception, kind: RequestKind, method: str) -> None:
@@ -477,6 +494,7 @@ class RequestGateway:
         verdict = classify(error)
         if verdict is ErrorClass.FLOOD:
             seconds = float(getattr(error, "seconds", 0) or 1)
+            self._flood_health(seconds, method)
             if not self.paced:
                 # What Telethon does on its own: this task sleeps its wait and tries again, and so does every
                 # other task that hit the same wait (the herd; kept only to measure it against).
@@ -487,10 +505,15 @@ class RequestGateway:
             self._flooded(kind, method, seconds)
             return
         if verdict is ErrorClass.ACCOUNT_GONE:
-            raise self._gone(error) from error
+            raise self._gone(error, method) from error
         if verdict is ErrorClass.TRANSIENT and self._client_alive():
             await self._back_off(kind, method, error)
             return
+        group = current_group.get()
+        if verdict is ErrorClass.LOST_ACCESS and group is not None:
+            self._report(self._health.lost_access(group, error_name(error), self.clock.monotonic()))
+        elif verdict is ErrorClass.REQUEST:
+            self._report(self._health.failed(error, self.clock.monotonic(), method=method))  # restricted?
         raise error
 
     def _client_alive(self) -> bool:
@@ -498,7 +521,8 @@ class RequestGateway:
         client = self._client
         return client is None or bool(client.is_connected())
 
-    def _gone(self, error: BaseException) -> AccountGoneError:
+    def _gone(self, error: BaseException, method: str | None = None) -> AccountGoneError:
+        self._report(self._health.failed(error, self.clock.monotonic(), method=method))
         if self.gone is None:
             self.stats.account_gone += 1
             self.gone = AccountGoneError(error)
@@ -544,12 +568,79 @@ class RequestGateway:
         log.warning("%s failed (%s): retrying in %.1f s", method, reason, jittered)
         await self.clock.sleep(jittered)
 
-    def _succeeded(self, kind: RequestKind) -> None:
+    def _succeeded(self, kind: RequestKind, method: str) -> None:
         group = current_group.get()
         if group is not None:
             self._retrying_groups.pop(group, None)
             self._waiting_groups.pop(group, None)
         self._backoff.pop(kind, None)
+        self._report(self._health.succeeded(self.clock.monotonic(), method=method, group=group))
+
+    # --- account health -------------------------------------------------------------------------------------
+
+    def add_health_listener(self, callback: HealthCallback) -> None:
+        """Call `callback(health)` on every change of the account's state (a failing callback is logged)."""
+        if callback not in self._health_listeners:
+            self._health_listeners.append(callback)
+
+    def remove_health_listener(self, callback: HealthCallback) -> None:
+        """Stop calling `callback` (idempotent)."""
+        with contextlib.suppress(ValueError):
+            self._health_listeners.remove(callback)
+
+    def account_health(self) -> AccountHealth:
+        """The account's state now (`until`: epoch seconds of the wall clock)."""
+        self._report(self._health.tick(self.clock.monotonic()))
+        return self._public(self._health.current)
+
+    def _public(self, health: AccountHealth) -> AccountHealth:
+        """`health` with its wait's end on the wall clock, which is what people and callbacks can use."""
+        if health.until is None:
+            return health
+        left = self.clock.to_real(health.until - self.clock.monotonic())
+        return replace(health, until=time.time() + left)
+
+    def _flood_health(self, seconds: float, method: str) -> None:
+        self._report(self._health.flood(seconds, self.clock.monotonic(), method=method))
+        if self._health.current.state is AccountState.WAITING and self._wait_timer is None:
+            self._arm_wait_timer()
+
+    def _arm_wait_timer(self) -> None:
+        """Wake when the wait ends, so its end is reported even if no request of the account goes meanwhile."""
+        until = self._health.current.until
+        if until is None:
+            return
+        delay = self.clock.to_real(until - self.clock.monotonic())
+        self._wait_timer = asyncio.get_running_loop().call_later(delay + 0.01, self._wait_over)
+
+    def _wait_over(self) -> None:
+        self._wait_timer = None
+        self._report(self._health.tick(self.clock.monotonic()))
+        if self._health.current.state is AccountState.WAITING:
+            self._arm_wait_timer()  # a longer wait came meanwhile
+
+    def _report(self, change: AccountHealth | None) -> None:
+        """One log line and one call of every listener per change of state."""
+        if change is None:
+            return
+        public = self._public(change)
+        health_log.log(
+            logging.INFO if change.state in (AccountState.OK, AccountState.WAITING) else logging.WARNING,
+            "Telegram account: %s",
+            change.describe(self.clock.monotonic()),
+            extra={
+                "account_state": change.state.value,
+                "account_reason": change.reason,
+                "account_method": change.method,
+                "account_until": public.until,
+                "lost_groups": list(change.lost_groups),
+            },
+        )
+        for callback in list(self._health_listeners):
+            try:
+                callback(public)
+            except Exception:  # a library user's callback must not break the account's requests
+                health_log.exception("the health callback %r failed", callback)
 
     async def _admit(self, kind: RequestKind, method: str) -> None:
         """Wait for this request's turn: best priority first, then its kind's and the account's tokens."""

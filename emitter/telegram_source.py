@@ -28,6 +28,7 @@ from telethon import utils as tl_utils
 from telethon.tl.functions.channels import GetMessagesRequest as GetChannelMessagesRequest
 from telethon.tl.functions.channels import JoinChannelRequest
 
+from emitter.account_health import AccountState
 from emitter.clock import SYSTEM_CLOCK, Clock
 from emitter.cursor import GroupCursor
 from emitter.digest import DEFAULT_LIMIT
@@ -42,6 +43,7 @@ from emitter.telegram_client import make_client, record_identity, restrict_sessi
 from emitter.telegram_gateway import (
     LOST_ACCESS,
     GatewayStats,
+    HealthCallback,
     Pace,
     Priority,
     RequestGateway,
@@ -90,7 +92,11 @@ class _Progress:
 
 
 class TelegramSource(Service):
-    """Backfills and follows Telegram groups through one Telethon client (one account)."""
+    """Backfills and follows Telegram groups through one Telethon client (one account).
+
+    `health_callback(health)` is called with the account's `AccountHealth` on every change of its state
+    (ok, waiting, restricted, lost access, logged out, banned), from the event loop: keep it short.
+    """
 
     name = "telegram"
 
@@ -118,6 +124,7 @@ class TelegramSource(Service):
         heartbeat_interval: float = 60.0,
         live_buffer_bytes: int = DEFAULT_LIVE_BUFFER_BYTES,
         positions: bool = True,
+        health_callback: HealthCallback | None = None,
     ) -> None:
         self.client = client
         self.tracer = tracer or default_tracer()
@@ -129,6 +136,7 @@ class TelegramSource(Service):
         # One gateway per account: sources sharing a client (the library API makes one per call) share its.
         self.gateway = gateway or getattr(client, "_emitter_gateway", None) or RequestGateway(clock=timer)
         self.stats = SourceStats(gateway=self.gateway.stats)
+        self.health_callback = health_callback
         self.unresolved: dict[str, str] = {}
         """Group specs that could not be resolved at start, with the reason."""
         self.unjoined: set[int] = set()
@@ -202,6 +210,8 @@ class TelegramSource(Service):
         """Connect (if needed), route requests through the gateway, check the login, register handlers."""
         self._stopping = False
         self.gateway.attach(self.client)
+        if self.health_callback is not None:
+            self.gateway.add_health_listener(self.health_callback)
         if not self.client.is_connected():
             await self.client.connect()
         restrict_session_file(self.client)
@@ -216,6 +226,8 @@ class TelegramSource(Service):
     async def stop(self) -> None:
         """Remove handlers; disconnect the client if this source created it (idempotent)."""
         self._stopping = True
+        if self.health_callback is not None:
+            self.gateway.remove_health_listener(self.health_callback)
         self.live.stop()
         await self._close_takeout()
         watcher, self._watcher = self._watcher, None
@@ -305,6 +317,7 @@ class TelegramSource(Service):
         """Resolve every configured group; unresolvable ones are logged and reported in `unresolved`."""
         with requests_for(None, Priority.LIVE):
             resolved, self.unresolved = await self.resolver.resolve(self.specs, self._stored)
+        self._check_fatal()  # a session that died while resolving is the account's trouble, not the groups'
         for spec, reason in self.unresolved.items():
             log.error("cannot resolve group %s: %s", spec, reason)
         out: list[Group] = []
@@ -604,6 +617,7 @@ class TelegramSource(Service):
             "since": _iso(wall + since),
             "groups": groups,
             "unjoined": sorted(self.unjoined),
+            "account": self.gateway.account_health().as_dict(time.time()),
             "flood_waits": [
                 {"kind": h.kind.value, "method": h.method, "seconds": h.seconds} for h in self.gateway.holds()
             ],
@@ -631,8 +645,12 @@ class TelegramSource(Service):
         now = time.monotonic()
         out: list[str] = []
         up, since = self._transport
-        if self._fatal is not None:
-            out.append(str(self._fatal))
+        health = self.gateway.account_health()
+        fatal = self._fatal or self.gateway.gone
+        if fatal is not None:
+            out.append(str(fatal))
+        elif health.state is AccountState.RESTRICTED:
+            out.append(f"Telegram restricts the account: {health.describe()}")
         elif not up and now - since > self.unreachable_after:
             out.append(f"Telegram unreachable for {now - since:.0f} s")
         for gid, progress in self._progress.items():
@@ -649,6 +667,7 @@ def gateway_from_settings(settings: TelegramSettings, timer: Clock = SYSTEM_CLOC
         account=Pace(settings.max_requests_per_second, settings.max_request_burst),
         backfill_concurrency=settings.backfill_concurrency,
         clock=timer,
+        long_wait=float(settings.flood_sleep_threshold),
     )
 
 

@@ -60,6 +60,7 @@ from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind,
 from emitter.settings import Settings, TelegramSettings
 from emitter.telegram_account import list_groups as account_groups
 from emitter.telegram_client import make_client, record_identity, restrict_session_file
+from emitter.telegram_gateway import AccountGoneError, HealthCallback, RequestGateway
 from emitter.telegram_mapping import map_message
 from emitter.telegram_source import TelegramSource
 from emitter.tracker import Tracker
@@ -255,6 +256,8 @@ class TgData:
         connection_engine: supplies the settings from code (`emitter.config_hooks`).
         sweep_interval: seconds between gap-filling sweeps of `run_with_event_loop` (default: the
             ``telegram.sweep_interval`` setting).
+        health_callback: called with the account's `AccountHealth` on every change of its state (ok,
+            waiting, lost access, restricted, logged out, banned), from the event loop.
     """
 
     def __init__(
@@ -266,6 +269,7 @@ class TgData:
         tracker: MessageTrackerInterface | None = None,
         connection_engine: ConnectionEngine | None = None,
         sweep_interval: float | None = None,
+        health_callback: HealthCallback | None = None,
     ) -> None:
         if settings is None and (client is None or config_file is not None or connection_engine is not None):
             settings = (connection_engine or IniConnectionEngine(config_file)).get_settings()
@@ -280,6 +284,7 @@ class TgData:
         self._handlers: list[_Handler] = []
         self._resolved: dict[str, int] = {}
         self._stop = asyncio.Event()
+        self._health_callback = health_callback
 
     def __repr__(self) -> str:
         return f"TgData(tracker={self.tracker!r})"
@@ -304,6 +309,8 @@ class TgData:
             if self._client is None:
                 self._client = make_client(self._telegram_settings())
             client = self._client
+            if self._health_callback is not None:
+                self._watch_health(client)
             if not client.is_connected():
                 await client.connect()
                 self._connected_by_us = True
@@ -314,6 +321,13 @@ class TgData:
                 record_identity(client, replace=False)
                 self._checked = True
             return client
+
+    def _watch_health(self, client: TelegramClient) -> None:
+        """Route the client through its account's gateway now, so even the login check feeds the callback."""
+        gateway = getattr(client, "_emitter_gateway", None) or RequestGateway()
+        gateway.attach(client)
+        if self._health_callback is not None:
+            gateway.add_health_listener(self._health_callback)
 
     async def close(self) -> None:
         """Stop polling and handlers, disconnect a client TgData connected, close the tracker (idempotent)."""
@@ -363,6 +377,8 @@ class TgData:
         source = TelegramSource(client, [spec], sweep_interval=self.sweep_interval, **kwargs)
         try:
             (group,) = await source.groups()
+        except AccountGoneError:
+            raise
         except FatalError as e:
             reason = source.unresolved.get(str(spec), str(e))
             raise GroupNotFoundError(f"cannot resolve group {spec!r}: {reason}") from e

@@ -7,6 +7,8 @@ integration tests drive the real TelegramClient through it against the fake Tele
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +17,7 @@ from telethon import errors
 from telethon.errors import AuthKeyNotFound
 from telethon.tl import functions, types
 
+from emitter.account_health import AccountState
 from emitter.clock import ScaledClock
 from emitter.telegram_gateway import (
     AccountGoneError,
@@ -30,6 +33,7 @@ from emitter.telegram_gateway import (
     parse_paces,
     requests_for,
 )
+from tests.faketelegram import wait_until
 
 HISTORY = functions.messages.GetHistoryRequest(types.InputPeerEmpty(), 0, None, 0, 100, 0, 0, 0)
 RESOLVE = functions.contacts.ResolveUsernameRequest("somechannel")
@@ -254,3 +258,41 @@ async def test_a_busy_kind_still_serves_its_oldest_waiter_now_and_then() -> None
     sweeps = [asyncio.create_task(one(f"sweep {i}", Priority.SWEEP)) for i in range(12)]
     await asyncio.gather(backfill, *sweeps)
     assert done.index("backfill") < 6, done
+
+
+async def test_the_end_of_a_long_wait_is_reported_without_any_request(caplog: pytest.LogCaptureFixture) -> None:
+    """A 120 s FloodWait makes the account waiting; its end is reported when it comes, though nothing is sent."""
+    caplog.set_level(logging.INFO, logger="emitter.telegram")
+    clock = ScaledClock(100)
+    gw, client = gateway(clock)
+    heard: list[AccountState] = []
+    gw.add_health_listener(lambda h: heard.append(h.state))
+    client.fail(rpc(420, "FLOOD_WAIT_120"), times=1)
+    task = asyncio.create_task(gw.call(None, HISTORY))
+    await wait_until(lambda: heard == [AccountState.WAITING], within=5)
+    health = gw.account_health()
+    assert health.until is not None and 0 < health.until - time.time() <= 1.2, "until is not on the wall clock"
+    task.cancel()
+    await wait_until(lambda: heard == [AccountState.WAITING, AccountState.OK], within=5)
+    lines = [r for r in caplog.records if getattr(r, "account_state", None)]
+    assert [(r.name, r.account_state) for r in lines] == [("emitter.telegram", "waiting"), ("emitter.telegram", "ok")]
+
+
+async def test_a_failing_health_listener_is_logged_and_the_request_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    """A listener that raises is logged; the other listeners still hear the change and the caller its error."""
+    clock = ScaledClock(200)
+    gw, client = gateway(clock)
+    heard: list[AccountState] = []
+
+    def broken(_health: Any) -> None:
+        raise RuntimeError("the user's bug")
+
+    gw.add_health_listener(broken)
+    gw.add_health_listener(lambda h: heard.append(h.state))
+    client.fail(rpc(403, "USER_RESTRICTED"), times=1)
+    with pytest.raises(errors.UserRestrictedError):
+        await gw.call(None, HISTORY)
+    assert heard == [AccountState.RESTRICTED]
+    assert any("health callback" in r.getMessage() and r.exc_info for r in caplog.records)
+    assert await gw.call(None, HISTORY) == "ok"
+    assert heard == [AccountState.RESTRICTED, AccountState.OK], "the method's success ends the restriction"

@@ -254,7 +254,8 @@ def test_check_reports_the_login_and_each_group(
     assert lines[2] == f'ok @news → {fake.peer_id(news)} CHANNEL "News"'
     assert lines[3] == 'FAIL https://t.me/nosuchgroup: ValueError: No user has "nosuchgroup" as username'
     assert lines[4] == f'ok {family} → {family} GROUP "Family"'
-    assert len(lines) == 5
+    assert lines[5] == "account: ok"
+    assert len(lines) == 6
 
     monkeypatch.setenv("EMITTER_TELEGRAM__GROUPS", f"@news, {family}")
     with fake.patch_telethon():
@@ -262,6 +263,7 @@ def test_check_reports_the_login_and_each_group(
     assert capsys.readouterr().out.splitlines()[2:] == [
         f'ok @news → {fake.peer_id(news)} CHANNEL "News"',
         f'ok {family} → {family} GROUP "Family"',
+        "account: ok",
     ]
 
 
@@ -273,7 +275,44 @@ def test_check_without_a_login_says_so(
     monkeypatch.setenv("EMITTER_TELEGRAM__GROUPS", "@news")
     with fake.patch_telethon():
         assert main(["check"], prompts=NO_PROMPTS) == 1
-    assert capsys.readouterr().out.splitlines()[1:] == ["telegram: FAIL not logged in: run `emitter login`"]
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "telegram: FAIL not logged in: run `emitter login`",
+        "account: logged out (AUTH_KEY_UNREGISTERED)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "lines"),
+    [
+        (
+            "USER_DEACTIVATED_BAN",
+            [
+                "telegram: FAIL Telegram banned the account (USER_DEACTIVATED_BAN)",
+                "account: banned (USER_DEACTIVATED_BAN)",
+            ],
+        ),
+        (
+            "SESSION_REVOKED",
+            ["telegram: FAIL not logged in: run `emitter login`", "account: logged out (SESSION_REVOKED)"],
+        ),
+    ],
+)
+def test_check_tells_a_ban_from_an_ended_session(
+    account_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    message: str,
+    lines: list[str],
+) -> None:
+    """`emitter check` on a banned account says banned, on a revoked session logged out; exit 1 either way."""
+    fake = FakeTelegram()
+    session = fake.new_session()
+    fake.kill_session(session, message=message)
+    monkeypatch.setenv("TELEGRAM_SESSION", session.save())
+    monkeypatch.setenv("EMITTER_TELEGRAM__GROUPS", "@news")
+    with fake.patch_telethon():
+        assert main(["check"], prompts=NO_PROMPTS) == 1
+    assert capsys.readouterr().out.splitlines()[1:] == lines
 
 
 def test_groups_during_a_long_flood_wait_says_how_long(

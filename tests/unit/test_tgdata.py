@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from telethon.tl import functions, types
 
+from emitter.account_health import AccountHealth, AccountState
 from emitter.errors import FatalError
 from emitter.records import Action, Forward, Media, Reply, Sender
 from emitter.tgdata import COLUMNS, GROUP_COLUMNS, GroupNotFoundError, TgData, event_to_row
@@ -283,3 +284,31 @@ async def test_close_disconnects_only_what_tgdata_connected(fake: FakeTelegram) 
         await tg.list_groups()
     assert theirs.is_connected()
     await theirs.disconnect()
+
+
+async def test_the_health_callback_hears_of_a_ban_once(fake: FakeTelegram) -> None:
+    """Healthy reads call the health callback not at all; after a ban every call fails naming `emitter login`
+    and the callback hears "banned" once."""
+    calls: list[AccountHealth] = []
+    client = fake.client()
+    tg = TgData(client=client, health_callback=calls.append)
+    assert len(await tg.get_messages("@news", limit=10)) == 10
+    assert calls == []
+    fake.kill_session(client, message="USER_DEACTIVATED_BAN")
+    for _ in range(2):
+        with pytest.raises(FatalError, match="emitter login"):
+            await tg.get_messages("@news", limit=10)
+    await tg.close()
+    assert [(c.state, c.reason) for c in calls] == [(AccountState.BANNED, "USER_DEACTIVATED_BAN")]
+
+
+async def test_the_health_callback_hears_a_ban_found_at_connect(fake: FakeTelegram) -> None:
+    """A session banned before TgData connects: the login check itself reports "banned" to the callback."""
+    session = fake.new_session()
+    fake.kill_session(session, message="USER_DEACTIVATED_BAN")
+    calls: list[AccountHealth] = []
+    tg = TgData(client=fake.client(session), health_callback=calls.append)
+    with pytest.raises(FatalError, match="emitter login"):
+        await tg.list_groups()
+    await tg.close()
+    assert [c.state for c in calls] == [AccountState.BANNED]
