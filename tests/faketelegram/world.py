@@ -224,6 +224,11 @@ class _ChannelState:
     joined: bool = True
     migrated_from: _ChatState | None = None
     migrated_from_max_id: int | None = None
+    about: str = ""
+    linked: _ChannelState | None = None
+    """A broadcast channel's discussion supergroup, or the channel a discussion supergroup belongs to."""
+    join_requests: list[int] = field(default_factory=list)
+    """Users waiting for an admin to approve their join (channels with `join_request`)."""
 
     @property
     def marked(self) -> int:
@@ -448,6 +453,8 @@ class FakeTelegram:
         members: Sequence[Any] | None = None,
         date: datetime | None = None,
         joined: bool = True,
+        about: str = "",
+        join_request: bool = False,
     ) -> Any:
         """Create a broadcast channel (or a supergroup with `megagroup=True`), by default one the account is in.
 
@@ -457,9 +464,15 @@ class FakeTelegram:
         joined=False: the account is not a member. The Channel has ``left=True``, is not among the
         dialogs and sends the account no updates; its history is readable only if it has a
         `username` (public), otherwise CHANNEL_PRIVATE. channels.JoinChannel joins it.
+
+        about: the description channels.GetFullChannel returns. join_request=True: joining needs an
+        admin's approval (``Channel.join_request``): channels.JoinChannel files a request and answers
+        INVITE_REQUEST_SENT, and the account stays outside (`approve_join` lets it in).
         """
         date = date or self._now() - _DEFAULT_AGE
         st = self._new_channel(title, username=username, megagroup=megagroup, members=members, date=date, joined=joined)
+        st.about = about
+        st.tl.join_request = join_request or None
         creator = None if not megagroup else types.PeerUser(self.default_user.id)
         self._append(
             st,
@@ -750,6 +763,28 @@ class FakeTelegram:
             seq=0,
         )
         self._deliver_update(st, update)
+
+    def link_discussion(self, channel: PeerLike, group: PeerLike) -> None:
+        """Make supergroup `group` the discussion group of broadcast channel `channel` (post comments).
+
+        As on Telegram, both Channels get ``has_link`` and each one's channels.GetFullChannel names the
+        other in ``linked_chat_id`` (and carries it among its chats).
+        """
+        ch, gr = self._state(channel), self._state(group)
+        if not (
+            isinstance(ch, _ChannelState) and ch.tl.broadcast and isinstance(gr, _ChannelState) and gr.tl.megagroup
+        ):
+            raise TypeError("link_discussion links a broadcast channel to a supergroup")
+        ch.linked, gr.linked = gr, ch
+        ch.tl.has_link = gr.tl.has_link = True
+
+    def approve_join(self, channel: PeerLike) -> None:
+        """An admin approves the account's pending join request: it becomes a member."""
+        st = self._state(channel)
+        if not isinstance(st, _ChannelState) or self.me.id not in st.join_requests:
+            raise ValueError("the account has no pending join request there")
+        st.join_requests.remove(self.me.id)
+        self._join(st)
 
     def is_joined(self, channel: PeerLike) -> bool:
         """Whether the account is a member of `channel` (see ``add_channel(joined=False)``)."""
@@ -1835,7 +1870,7 @@ class FakeTelegram:
         top_id = top.id if top is not None else 0
         full = types.ChannelFull(
             id=ch.tl.id,
-            about="",
+            about=ch.about,
             read_inbox_max_id=top_id,
             read_outbox_max_id=top_id,
             unread_count=0,
@@ -1847,8 +1882,10 @@ class FakeTelegram:
             can_view_participants=bool(ch.tl.megagroup) or None,
             migrated_from_chat_id=ch.migrated_from.tl.id if ch.migrated_from is not None else None,
             migrated_from_max_id=ch.migrated_from_max_id,
+            linked_chat_id=ch.linked.tl.id if ch.linked is not None else None,
         )
         chats = [ch.tl] + ([ch.migrated_from.tl] if ch.migrated_from is not None else [])
+        chats += [self._channel_tl(ch.linked)] if ch.linked is not None else []
         return types.messages.ChatFull(full_chat=full, chats=chats, users=[])
 
     def _h_read_history(self, link: Link, req: Any) -> Any:
@@ -1871,6 +1908,13 @@ class FakeTelegram:
         self._check_access(ch)
         if ch.joined:
             raise _RpcFailure(400, "USER_ALREADY_PARTICIPANT")
+        if ch.tl.join_request:
+            if self.me.id not in ch.join_requests:
+                ch.join_requests.append(self.me.id)
+            raise _RpcFailure(400, "INVITE_REQUEST_SENT")
+        return self._join(ch)
+
+    def _join(self, ch: _ChannelState) -> Any:
         ch.joined = True
         ch.tl.left = None
         ch.members.append(self.me.id)

@@ -1114,6 +1114,36 @@ async def test_an_unjoined_private_channel_answers_channel_private(fake: FakeTel
     assert not fake.is_joined(private)
 
 
+async def test_join_channel_with_approval_files_a_request(fake: FakeTelegram, connect: Connect) -> None:
+    """A channel with join requests answers INVITE_REQUEST_SENT and keeps the account out until approved."""
+    club = fake.add_channel("Club", username="club", megagroup=True, joined=False, join_request=True)
+    client = await connect()
+    entity = await client.get_entity("@club")
+    assert entity.join_request and entity.left
+    with pytest.raises(errors.InviteRequestSentError):
+        await client(functions.channels.JoinChannelRequest(entity))
+    assert not fake.is_joined(club)
+    fake.approve_join(club)
+    assert fake.is_joined(club)
+    with pytest.raises(errors.UserAlreadyParticipantError):
+        await client(functions.channels.JoinChannelRequest(entity))
+
+
+async def test_full_channel_names_the_linked_discussion_group_both_ways(fake: FakeTelegram, connect: Connect) -> None:
+    """After link_discussion each side's getFullChannel has the other's id, its entity and the description."""
+    news = fake.add_channel("News", username="news", about="All the news")
+    chat = fake.add_channel("News chat", username="newschat", megagroup=True)
+    fake.link_discussion(news, chat)
+    client = await connect()
+    full = await client(functions.channels.GetFullChannelRequest(await client.get_input_entity("@news")))
+    back = await client(functions.channels.GetFullChannelRequest(await client.get_input_entity("@newschat")))
+    assert (full.full_chat.linked_chat_id, full.full_chat.about) == (chat.id, "All the news")
+    assert back.full_chat.linked_chat_id == news.id
+    assert chat.id in [c.id for c in full.chats] and all(c.has_link for c in full.chats)
+    with pytest.raises(TypeError):
+        fake.link_discussion(chat, news)
+
+
 async def test_join_channel_joins_and_updates_start(fake: FakeTelegram, connect: Connect) -> None:
     """channels.JoinChannel answers Updates with the joined channel; live posts then arrive; twice is an error."""
     public = fake.add_channel("Public", username="public", joined=False)
