@@ -47,8 +47,11 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias
 
-from telethon import TelegramClient
+from telethon import TelegramClient, errors, types
+from telethon import utils as tl_utils
 from telethon.errors import RPCError
+from telethon.tl.functions.channels import GetFullChannelRequest, JoinChannelRequest
+from telethon.tl.functions.messages import GetFullChatRequest, GetHistoryRequest
 
 from emitter.config_hooks import ConnectionEngine, IniConnectionEngine
 from emitter.cursor import NEVER_WALKED, GroupCursor
@@ -60,15 +63,37 @@ from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind,
 from emitter.settings import Settings, TelegramSettings
 from emitter.telegram_account import list_groups as account_groups
 from emitter.telegram_client import make_client, restrict_session_file
+from emitter.telegram_gateway import ErrorClass, RequestGateway, classify
 from emitter.telegram_mapping import map_message
-from emitter.telegram_source import TelegramSource
+from emitter.telegram_resolver import Resolver
+from emitter.telegram_source import TelegramSource, gateway_from_settings
+from emitter.tgdata_groups import (
+    GroupAccess,
+    GroupJoin,
+    GroupLookup,
+    GroupMetadata,
+    GroupProfile,
+    GroupReferenceError,
+    invite_hash,
+    profile_of,
+    project,
+    telegram_error_name,
+)
 from emitter.tracker import Tracker
 from emitter.trackers import CursorTracker, MemoryTracker
 
 __all__ = [
     "COLUMNS",
     "GROUP_COLUMNS",
+    "LINKED_COLUMNS",
+    "AccountMismatchError",
+    "GroupAccess",
+    "GroupJoin",
+    "GroupLookup",
+    "GroupMetadata",
     "GroupNotFoundError",
+    "GroupProfile",
+    "GroupReferenceError",
     "MessageHandler",
     "Row",
     "TgData",
@@ -124,11 +149,25 @@ GROUP_COLUMNS: Final[Mapping[str, str]] = {
 }
 """`list_groups` columns: tgdata's names; GroupID is the marked id that every other call accepts."""
 
+LINKED_COLUMNS: Final[Mapping[str, str]] = {**GROUP_COLUMNS, "FoundVia": "str", "FoundBy": "str"}
+"""`linked_groups` columns: a group row, how it was found and from which source room."""
+
+_TYPE_OF_KIND: Final[Mapping[str, GroupType]] = {
+    "group": GroupType.GROUP,
+    "megagroup": GroupType.SUPERGROUP,
+    "channel": GroupType.CHANNEL,
+    "unknown": GroupType.UNKNOWN,
+}
+
 _ExportFormat = Literal["csv", "json"]
 
 
-class GroupNotFoundError(ConfigError, ValueError):
+class GroupNotFoundError(GroupReferenceError):
     """A group id, @username or t.me link that the account cannot resolve."""
+
+
+class AccountMismatchError(ConfigError, ValueError):
+    """The session is logged in as another account than the `account_id` the caller expects."""
 
 
 # --- rows: pure functions -------------------------------------------------------------------------------------
@@ -184,6 +223,19 @@ def json_rows(messages: Rows) -> list[Row]:
         frame = messages.astype(object)
         records = frame.where(frame.notna(), None).to_dict("records")
     return [{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()} for r in records]
+
+
+def _group_row(group: GroupMetadata) -> Row:
+    """A `GROUP_COLUMNS` row of looked-up metadata."""
+    return {
+        "GroupID": group.peer_id,
+        "Title": group.title,
+        "Username": _at(group.username),
+        "IsChannel": group.kind in ("channel", "megagroup", "unknown"),
+        "IsMegagroup": group.kind == "megagroup",
+        "ParticipantsCount": group.participants_count,
+        "Type": _TYPE_OF_KIND[group.kind].value,
+    }
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -253,6 +305,8 @@ class TgData:
             of `emitter.trackers` also let a restarted process resume where the last one stopped. One
             process delivers a group at a time: two processes following one group deliver it twice.
         connection_engine: supplies the settings from code (`emitter.config_hooks`).
+        gateway: paces `join_group` (default: one with the configured paces; a source already running on
+            the client brings its own, which is then used).
         sweep_interval: seconds between gap-filling sweeps of `run_with_event_loop` (default: the
             ``telegram.sweep_interval`` setting).
     """
@@ -266,6 +320,7 @@ class TgData:
         tracker: MessageTrackerInterface | None = None,
         connection_engine: ConnectionEngine | None = None,
         sweep_interval: float | None = None,
+        gateway: RequestGateway | None = None,
     ) -> None:
         if settings is None and (client is None or config_file is not None or connection_engine is not None):
             settings = (connection_engine or IniConnectionEngine(config_file)).get_settings()
@@ -280,6 +335,9 @@ class TgData:
         self._handlers: list[_Handler] = []
         self._resolved: dict[str, int] = {}
         self._stop = asyncio.Event()
+        self.gateway = gateway or (gateway_from_settings(settings.telegram) if settings else RequestGateway())
+        self._paced_calls = 0
+        self._saved_client_options: tuple[Any, Any] | None = None
 
     def __repr__(self) -> str:
         return f"TgData(tracker={self.tracker!r})"
@@ -377,6 +435,182 @@ class TgData:
             if group.id in (marked_id(bare, PeerKind.CHANNEL), marked_id(bare, PeerKind.CHAT)):
                 return group.id
         return spec
+
+    # --- one group: lookup, access, joining, profile ---------------------------------------------------------
+
+    async def _account(self, client: TelegramClient, account_id: int | None) -> int:
+        """The logged-in account's id; raises if it is not the one the caller expects."""
+        me = await client.get_me(input_peer=True)
+        actual = int(getattr(me, "user_id", 0))
+        if account_id is not None and actual != account_id:
+            raise AccountMismatchError(
+                f"the session is logged in as account {actual}, not the expected account_id {account_id}"
+            )
+        return actual
+
+    async def _lookup(self, target: str | int, account_id: int | None) -> tuple[TelegramClient, GroupLookup, Any]:
+        """The client, the lookup of `target` and its entity (forbidden variants included).
+
+        Errors that say the account may not see the group (CHANNEL_PRIVATE, …) come through unwrapped, so
+        `check_group_access` can report them; a name or id that does not exist is a GroupNotFoundError.
+        """
+        if invite_hash(target) is not None:
+            raise GroupReferenceError(
+                f"{target!r} is an invite link, which is not supported yet: expected a marked id, @username "
+                "or t.me/name link"
+            )
+        client = await self.connect()
+        account = await self._account(client, account_id)
+        spec = await self._marked(client, target)
+        try:
+            entity = await Resolver(client).find(spec)
+        except (ValueError, TypeError, RPCError) as e:
+            if isinstance(e, RPCError) and classify(e) is not ErrorClass.REQUEST:
+                raise
+            raise GroupNotFoundError(f"cannot resolve group {target!r}: {type(e).__name__}: {e}") from e
+        metadata, member, request_needed = project(entity)
+        return client, GroupLookup(account, target, metadata, member, request_needed), entity
+
+    async def lookup_group(self, target: str | int, *, account_id: int | None = None) -> GroupLookup:
+        """Who a group is and whether the account is in it, without joining it or reading its history.
+
+        Args:
+            target: marked id, bare id of a group in the dialogs, "@username" or t.me/name link.
+            account_id: the account the session must be logged in as (tgdata requires it; here optional);
+                another account raises AccountMismatchError.
+
+        Raises:
+            GroupNotFoundError: no such group (or the account cannot see it at all).
+            GroupReferenceError: the target is a user, a migrated basic group, or an invite link.
+        """
+        _client, lookup, _entity = await self._lookup(target, account_id)
+        return lookup
+
+    async def check_group_access(self, target: str | int, *, account_id: int | None = None) -> GroupAccess:
+        """Whether the account can read the group: looks it up, then asks for one message of history.
+
+        Returns status "readable", "denied" (Telegram refused: `reason` is its error, e.g. CHANNEL_PRIVATE),
+        or "unprobed" (no usable peer to ask with). Readable does not mean joined: public channels are
+        readable from outside (`member` says which). Other failures (no such group, flood waits, a dead
+        session) raise.
+        """
+        lookup: GroupLookup | None = None
+        account = await self._account(await self.connect(), account_id)
+        try:
+            client, lookup, entity = await self._lookup(target, account)
+            if getattr(entity, "min", False):
+                return GroupAccess(account, target, "unprobed", lookup, "NO_PEER")
+            peer = tl_utils.get_input_peer(entity)
+            await client(
+                GetHistoryRequest(
+                    peer=peer, offset_id=0, offset_date=None, add_offset=0, limit=1, max_id=0, min_id=0, hash=0
+                )
+            )
+        except RPCError as e:
+            if classify(e) is ErrorClass.LOST_ACCESS:
+                return GroupAccess(account, target, "denied", lookup, telegram_error_name(e))
+            raise
+        return GroupAccess(account, target, "readable", lookup)
+
+    async def join_group(self, target: str | int, *, account_id: int | None = None) -> GroupJoin:
+        """Join a public channel or supergroup, paced by the account's request gateway.
+
+        Joins are the requests Telegram limits hardest (a new account that joins many groups in a row is
+        banned): they go through the gateway's "join" bucket (one per five minutes by default, the
+        ``telegram.pacing`` setting), and a FloodWait is waited out there. A group the account is already
+        in costs no join request.
+
+        Returns:
+            status "joined", "already_joined", or "requested" (the group approves joins: an admin must
+            accept; `member` stays None until then). `group` is the metadata seen before the join.
+
+        Raises:
+            GroupReferenceError: a basic group or an invite link (those join by invite only, not supported
+                yet), or a group the account may not see.
+        """
+        client, lookup, entity = await self._lookup(target, account_id)
+        if lookup.member:
+            return GroupJoin(lookup.account_id, target, lookup.group, "already_joined")
+        if not isinstance(entity, types.Channel):
+            raise GroupReferenceError(
+                f"{target!r} is a basic group or not available to the account: it can be joined by invite link only"
+            )
+        try:
+            async with self._paced(client):
+                await client(JoinChannelRequest(tl_utils.get_input_channel(entity)))
+        except errors.UserAlreadyParticipantError:
+            return GroupJoin(lookup.account_id, target, lookup.group, "already_joined")
+        except errors.InviteRequestSentError:
+            return GroupJoin(lookup.account_id, target, lookup.group, "requested")
+        log.info("joined group %d (%s)", lookup.group.peer_id, lookup.group.title)
+        return GroupJoin(lookup.account_id, target, lookup.group, "joined")
+
+    async def linked_groups(self, group_id: int | str | Sequence[int | str]) -> Rows:
+        """The chats linked to channels: a broadcast channel's discussion group (where its comments live),
+        or the channel a discussion group belongs to (``channelFull.linked_chat_id``).
+
+        One `get_group_profile` per source room, plus one lookup per linked chat; never joins. tgdata's
+        linked_groups follows t.me links found in recent posts instead (not supported here).
+
+        Args:
+            group_id: one or a list of marked ids, "@username"s or t.me links.
+
+        Returns:
+            `GROUP_COLUMNS` plus FoundVia ("discussion") and FoundBy (the source as given); source rooms
+            are never rows, and rooms without a linked chat add none.
+        """
+        sources = [group_id] if isinstance(group_id, str | int) else list(group_id)
+        rows: list[Row] = []
+        for source in sources:
+            profile = await self.get_group_profile(source)
+            if profile.linked_group_id is None:
+                continue
+            linked = await self.lookup_group(profile.linked_group_id)
+            rows.append({**_group_row(linked.group), "FoundVia": "discussion", "FoundBy": str(source)})
+        return to_rows(rows, LINKED_COLUMNS)
+
+    @contextlib.asynccontextmanager
+    async def _paced(self, client: TelegramClient) -> AsyncIterator[RequestGateway]:
+        """Send the block's requests through the account's gateway.
+
+        A source running on the client has attached its gateway already; otherwise TgData's own is attached
+        for the block only, and Telethon's flood and retry options (which the gateway turns off) restored
+        after it: the other TgData calls keep the client as the caller configured it.
+        """
+        attached = getattr(client, "_emitter_gateway", None)
+        if attached is not None and attached is not self.gateway:
+            yield attached
+            return
+        if self._paced_calls == 0:
+            self._saved_client_options = (client.flood_sleep_threshold, client._request_retries)
+            self.gateway.attach(client)
+        self._paced_calls += 1
+        try:
+            yield self.gateway
+        finally:
+            self._paced_calls -= 1
+            if self._paced_calls == 0:
+                self.gateway.detach()
+                if self._saved_client_options is not None:
+                    client.flood_sleep_threshold, client._request_retries = self._saved_client_options
+
+    async def get_group_profile(self, target: str | int, *, account_id: int | None = None) -> GroupProfile:
+        """A group's full metadata: description, member and online counts, and its linked chat.
+
+        One `channels.getFullChannel` (or `messages.getFullChat`) request; never joins and reads no history.
+        tgdata's optional pinned messages (`pinned_limit`) are not supported.
+
+        Raises:
+            GroupReferenceError: the account may not see the group (forbidden), or it is no group.
+        """
+        client, lookup, entity = await self._lookup(target, account_id)
+        if isinstance(entity, types.Chat):
+            request: Any = GetFullChatRequest(entity.id)
+        elif isinstance(entity, types.Channel):
+            request = GetFullChannelRequest(tl_utils.get_input_channel(entity))
+        else:
+            raise GroupReferenceError(f"group {target!r} is not available to the account: no profile to read")
+        return profile_of(await client(request), lookup, utc_now())
 
     # --- history --------------------------------------------------------------------------------------------
 
