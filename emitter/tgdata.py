@@ -41,8 +41,8 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias
@@ -629,9 +629,15 @@ class TgData:
     ) -> Rows:
         """The group's messages in the window, oldest first (an ascending walk: nothing is skipped).
 
+        Which `limit` messages, as tgdata answers it: with neither `after_id` nor `start_date`, the **newest**
+        `limit` of the window (``get_messages(g, limit=100)`` is the latest 100, up to `end_date` if given);
+        from an `after_id` or a `start_date`, the first `limit` after it (an incremental read resumes where
+        the last one stopped). One extra one-message request finds where the newest `limit` begin; the
+        read itself is then the same ascending walk.
+
         Args:
             group_id: marked id, "@username" or t.me link.
-            limit: at most this many messages (the oldest ones of the window).
+            limit: at most this many messages (see above which ones).
             start_date: only messages sent at or after this time (naive times are UTC).
             end_date: only messages sent at or before this time.
             after_id: only messages with a larger id (for incremental reads).
@@ -649,6 +655,8 @@ class TgData:
             raise ValueError("batch_callback needs a batch_size")
         window = Window(_utc(start_date), _utc(end_date), after_id, limit)
         source, group = await self._source(group_id, window=window)
+        if limit is not None and after_id is None and start_date is None:
+            source.window = replace(window, after_id=await self._newest_start(source, group, limit, window.end_date))
         progress = _Progress(progress_callback, limit)
         rows: list[Row] = []
         pending: list[Row] = []
@@ -670,6 +678,29 @@ class TgData:
             if batch_callback is not None and pending:
                 await self._batch(batch_callback, pending, batches + 1, batch_delay)
         return to_rows(rows)
+
+    @staticmethod
+    async def _newest_start(source: TelegramSource, group: Group, limit: int, end_date: datetime | None) -> int:
+        """The id after which the newest `limit` messages (sent at or before `end_date`) begin; 0: all of them.
+
+        Telegram's offset arithmetic answers it in one request: skip `limit` messages newest first and take
+        the next one. Its offset_date is exclusive and its dates are whole seconds, so "at or before
+        end_date" is "before end_date's second + 1".
+        """
+        offset_date = None if end_date is None else end_date.replace(microsecond=0) + timedelta(seconds=1)
+        answer = await source.client(
+            GetHistoryRequest(
+                peer=await source.client.get_input_entity(group.id),
+                offset_id=0,
+                offset_date=offset_date,
+                add_offset=limit,
+                limit=1,
+                max_id=0,
+                min_id=0,
+                hash=0,
+            )
+        )
+        return int(answer.messages[0].id) if answer.messages else 0
 
     async def _walk(
         self, source: TelegramSource, group: Group, walk: Tracker, progress: _Progress | None = None
