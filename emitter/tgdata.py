@@ -56,6 +56,7 @@ from telethon.tl.functions.messages import GetFullChatRequest, GetHistoryRequest
 from emitter.config_hooks import ConnectionEngine, IniConnectionEngine
 from emitter.cursor import NEVER_WALKED, GroupCursor
 from emitter.errors import ConfigError, FatalError, SourceError
+from emitter.message_batch import MAX_BATCH_MESSAGES, MAX_MESSAGE_ID, BatchFormatError, MessageBatch
 from emitter.progress import ProgressBoard, ProgressCallback
 from emitter.progress_view import ProgressView
 from emitter.protocols import Batch, MessageInfo, MessageTrackerInterface, Page, Window
@@ -87,6 +88,7 @@ __all__ = [
     "GROUP_COLUMNS",
     "LINKED_COLUMNS",
     "AccountMismatchError",
+    "BatchFormatError",
     "GroupAccess",
     "GroupJoin",
     "GroupLookup",
@@ -94,6 +96,7 @@ __all__ = [
     "GroupNotFoundError",
     "GroupProfile",
     "GroupReferenceError",
+    "MessageBatch",
     "MessageHandler",
     "Row",
     "TgData",
@@ -678,6 +681,42 @@ class TgData:
             if batch_callback is not None and pending:
                 await self._batch(batch_callback, pending, batches + 1, batch_delay)
         return to_rows(rows)
+
+    async def get_message_batch(
+        self,
+        group_id: int | str,
+        *,
+        after_id: int = 0,
+        limit: int = 200,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+    ) -> MessageBatch:
+        """A bounded, oldest-first snapshot of the messages after `after_id`, as tgdata's MessageBatch v1.
+
+        Read on from `next_after_id` while `stop_reason` is "limit"; "end" means nothing more for now.
+        The batch's `batch_id` is the SHA-256 of its canonical JSON: persist or hand on the batch, and move
+        your own durable cursor to `next_after_id` only once the receiver acknowledged it. Media is
+        described, not downloaded (``media_mode`` "references"; `download_media_by_id` fetches files).
+
+        Args:
+            group_id: marked id, "@username" or t.me link.
+            after_id: exclusive cursor, 0..2**31-1 (0: from the start of the history).
+            limit: at most this many messages, 1..10000.
+            start_date, end_date: both or neither: only messages sent in [start_date, end_date)
+                (naive times are UTC); the id cursor still applies.
+        """
+        if not 0 <= after_id <= MAX_MESSAGE_ID:
+            raise ValueError(f"after_id must be between 0 and {MAX_MESSAGE_ID}, got {after_id!r}")
+        if not 1 <= limit <= MAX_BATCH_MESSAGES:
+            raise ValueError(f"limit must be between 1 and {MAX_BATCH_MESSAGES}, got {limit!r}")
+        if (start_date is None) != (end_date is None):
+            raise ValueError("start_date and end_date go together: pass both or neither")
+        # The window's end is inclusive; tgdata's interval is half-open.
+        end = _utc(end_date)
+        window = Window(_utc(start_date), None if end is None else end - timedelta(microseconds=1), after_id, limit)
+        source, group = await self._source(group_id, window=window)
+        events = [e async for new in self._walk(source, group, Tracker()) for e in new]
+        return MessageBatch.of(group.id, after_id, events, "limit" if len(events) >= limit else "end")
 
     @staticmethod
     async def _newest_start(source: TelegramSource, group: Group, limit: int, end_date: datetime | None) -> int:
