@@ -51,7 +51,8 @@ from telethon import TelegramClient, errors, types
 from telethon import utils as tl_utils
 from telethon.errors import RPCError
 from telethon.tl.functions.channels import GetFullChannelRequest, JoinChannelRequest
-from telethon.tl.functions.messages import GetFullChatRequest, GetHistoryRequest
+from telethon.tl.functions.channels import GetMessagesRequest as GetChannelMessagesRequest
+from telethon.tl.functions.messages import GetFullChatRequest, GetHistoryRequest, GetMessagesRequest
 
 from emitter.config_hooks import ConnectionEngine, IniConnectionEngine
 from emitter.cursor import NEVER_WALKED, GroupCursor
@@ -62,6 +63,7 @@ from emitter.progress_view import ProgressView
 from emitter.protocols import Batch, MessageInfo, MessageTrackerInterface, Page, Window
 from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
 from emitter.settings import Settings, TelegramSettings
+from emitter.sweep import chunks
 from emitter.telegram_account import list_groups as account_groups
 from emitter.telegram_client import make_client, restrict_session_file
 from emitter.telegram_gateway import ErrorClass, RequestGateway, classify
@@ -239,6 +241,12 @@ def _group_row(group: GroupMetadata) -> Row:
         "ParticipantsCount": group.participants_count,
         "Type": _TYPE_OF_KIND[group.kind].value,
     }
+
+
+def _downloaded(directory: Path, stem: str) -> str | None:
+    """A file an earlier download left for this message (any extension), if there is one."""
+    found = sorted(directory.glob(f"{stem}.*"))
+    return str(found[0]) if found else None
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -779,6 +787,98 @@ class TgData:
             rows.append(event_to_row(map_message(message, group, source=Source.BACKFILL, ingest_time=now)))
         rows.sort(key=lambda r: int(r["MessageId"]))
         return to_rows(rows)
+
+    async def download_media_by_id(
+        self,
+        group_id: int | str,
+        message_ids: int | Iterable[int],
+        output_dir: str | os.PathLike[str] | None = None,
+    ) -> dict[int, str | bytes | None]:
+        """Download the photos and files of chosen messages, on demand (tgdata's pairing with the
+        `MediaType` column: read references cheaply, then fetch only the files you keep).
+
+        Every request (the messages by id, then each file's parts) goes through the account's request
+        gateway, so downloads are paced like everything else. Messages are fetched by id and matched by id,
+        never by position (Telegram may leave ids out of an answer; those are asked again).
+
+        Args:
+            group_id: marked id, "@username" or t.me link.
+            message_ids: one id or several; for an album pass every id sharing its `GroupedId`.
+            output_dir: directory to write ``<group id>_<message id>.<ext>`` into (created if missing; a file
+                already there is reused, not downloaded again); None returns the bytes instead.
+
+        Returns:
+            ``{message_id: path | bytes | None}``; None: no such message, or nothing downloadable (text,
+            a link preview, a poll…), or its download failed (logged).
+        """
+        ids = [message_ids] if isinstance(message_ids, int) else list(message_ids)
+        if not ids:
+            return {}
+        source, group = await self._source(group_id)
+        client = source.client
+        directory = None if output_dir is None else Path(output_dir)
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+        results: dict[int, str | bytes | None] = {}
+        async with self._paced(client):
+            messages = await self._messages_by_id(client, group, ids)
+            for mid in ids:
+                media = getattr(messages.get(mid), "media", None)
+                results[mid] = await self._download(client, media, group, mid, directory) if media else None
+        log.info(
+            "downloaded media of %d of %d messages of group %d",
+            sum(v is not None for v in results.values()),
+            len(ids),
+            group.id,
+        )
+        return results
+
+    @staticmethod
+    async def _download(
+        client: TelegramClient, media: Any, group: Group, message_id: int, directory: Path | None
+    ) -> str | bytes | None:
+        """One message's photo or document: its path (or bytes), None if it has no file or the download failed."""
+        if not (
+            (isinstance(media, types.MessageMediaPhoto) and isinstance(media.photo, types.Photo))
+            or (isinstance(media, types.MessageMediaDocument) and isinstance(media.document, types.Document))
+        ):
+            return None
+        try:
+            if directory is None:
+                data = await client.download_media(media, file=bytes)
+                return data if isinstance(data, bytes) else None
+            stem = f"{tl_utils.resolve_id(group.id)[0]}_{message_id}"
+            existing = _downloaded(directory, stem)
+            if existing is not None:
+                return existing
+            path = await client.download_media(media, file=str(directory / stem))
+            return path if isinstance(path, str) else None
+        except (RPCError, OSError, ValueError) as e:
+            log.warning("media of message %d of group %d could not be downloaded: %s", message_id, group.id, e)
+            return None
+
+    @staticmethod
+    async def _messages_by_id(client: TelegramClient, group: Group, ids: Sequence[int]) -> dict[int, Any]:
+        """The group's messages with these ids, matched by id; ids Telegram leaves out are asked again
+        (twice), ids it answers `MessageEmpty` for are deleted."""
+        peer = await client.get_input_entity(group.id)
+        channel = isinstance(peer, types.InputPeerChannel)
+        found: dict[int, Any] = {}
+        deleted: set[int] = set()
+        for _attempt in range(3):
+            missing = [i for i in dict.fromkeys(ids) if i not in found and i not in deleted]
+            for chunk in chunks(missing):
+                wanted = [types.InputMessageID(i) for i in chunk]
+                request: Any = GetChannelMessagesRequest(peer, wanted) if channel else GetMessagesRequest(wanted)
+                answer = await client(request)
+                for message in answer.messages:
+                    if message.id not in chunk:
+                        continue
+                    if isinstance(message, types.MessageEmpty):
+                        deleted.add(message.id)
+                    elif tl_utils.get_peer_id(message.peer_id) == group.id:  # basic groups share account ids
+                        found[message.id] = message
+        return found
 
     @staticmethod
     def export_messages(messages: Rows, path: str | os.PathLike[str], format: _ExportFormat = "csv") -> Path:

@@ -238,6 +238,21 @@ class _ChannelState:
 _PeerState = _UserState | _ChatState | _ChannelState
 
 
+@dataclass(eq=False)
+class _File:
+    """A photo's or document's bytes on Telegram's file servers."""
+
+    access_hash: int
+    file_reference: bytes
+    data: bytes
+    thumb_sizes: frozenset[str] = frozenset()
+    """A photo's size types (the bytes are served for each); empty for a document."""
+
+
+_FILE_PART_MAX = 1 << 20
+_FILE_PART_ALIGN = 4096
+
+
 def _reaction_counts(reactions: Mapping[str, int]) -> list[tuple[str, int]]:
     """The non-zero counts of `reactions`, most first (Telegram lists reactions by count)."""
     for emoji, count in reactions.items():
@@ -362,6 +377,9 @@ class FakeTelegram:
         """(request key, what was answered): a result type name, or 'rpc_error CODE MESSAGE'."""
         self.history_calls: list[HistoryCall] = []
         self.unsupported_requests: list[str] = []
+        self._files: dict[int, _File] = {}
+        self.file_requests: list[tuple[int, int, int]] = []
+        """(file id, offset, limit) of every upload.getFile answered."""
         self._init_login()
 
         # Account box: pts and seq of the account, and the account-wide message id counter.
@@ -420,6 +438,7 @@ class FakeTelegram:
             functions.channels.GetFullChannelRequest: self._h_get_full_channel,
             functions.channels.ReadHistoryRequest: self._h_true,
             functions.channels.JoinChannelRequest: self._h_join_channel,
+            functions.upload.GetFileRequest: self._h_get_file,
             functions.account.InitTakeoutSessionRequest: self._h_init_takeout,
             functions.account.FinishTakeoutSessionRequest: self._h_finish_takeout,
             functions.contacts.ResolveUsernameRequest: self._h_resolve_username,
@@ -763,6 +782,50 @@ class FakeTelegram:
             seq=0,
         )
         self._deliver_update(st, update)
+
+    def add_file(
+        self,
+        data: bytes,
+        *,
+        photo: bool = False,
+        mime_type: str = "application/octet-stream",
+        file_name: str | None = None,
+    ) -> Any:
+        """A photo or document holding `data`, as the `media` of a message to `post`.
+
+        Its bytes are served by upload.getFile with Telegram's rules: the location's id, access hash and
+        file reference must match (else LOCATION_INVALID / FILE_REFERENCE_EXPIRED), `offset` a multiple of
+        4 KB, `limit` a multiple of 4 KB that divides 1 MB, and a part may not cross a 1 MB boundary (else
+        OFFSET_INVALID / LIMIT_INVALID). Files live on the world's own DC.
+        """
+        file_id = 5_000_000_000 + len(self._files)
+        stored = _File(self._access_hash(), f"ref{file_id}".encode(), data)
+        self._files[file_id] = stored
+        date = self._now()
+        if photo:
+            stored.thumb_sizes = frozenset({"y"})
+            size = types.PhotoSize(type="y", w=1280, h=960, size=len(data))
+            tl_photo = types.Photo(
+                id=file_id,
+                access_hash=stored.access_hash,
+                file_reference=stored.file_reference,
+                date=date,
+                sizes=[size],
+                dc_id=self.dc_id,
+            )
+            return types.MessageMediaPhoto(photo=tl_photo)
+        attributes = [types.DocumentAttributeFilename(file_name)] if file_name else []
+        document = types.Document(
+            id=file_id,
+            access_hash=stored.access_hash,
+            file_reference=stored.file_reference,
+            date=date,
+            mime_type=mime_type,
+            size=len(data),
+            dc_id=self.dc_id,
+            attributes=attributes,
+        )
+        return types.MessageMediaDocument(document=document)
 
     def link_discussion(self, channel: PeerLike, group: PeerLike) -> None:
         """Make supergroup `group` the discussion group of broadcast channel `channel` (post comments).
@@ -1922,6 +1985,29 @@ class FakeTelegram:
         return types.Updates(
             updates=[types.UpdateChannel(channel_id=ch.tl.id)], users=[], chats=[ch.tl], date=self._now(), seq=0
         )
+
+    def _h_get_file(self, link: Link, req: Any) -> Any:
+        """upload.getFile: a part of a photo's or document's bytes, with Telegram's alignment rules."""
+        location = req.location
+        stored = self._files.get(int(getattr(location, "id", 0) or 0))
+        thumb = getattr(location, "thumb_size", "")
+        if (
+            not isinstance(location, types.InputDocumentFileLocation | types.InputPhotoFileLocation)
+            or stored is None
+            or location.access_hash != stored.access_hash
+            or (isinstance(location, types.InputPhotoFileLocation) and thumb not in stored.thumb_sizes)
+        ):
+            raise _RpcFailure(400, "LOCATION_INVALID")
+        if location.file_reference != stored.file_reference:
+            raise _RpcFailure(400, "FILE_REFERENCE_EXPIRED")
+        if req.offset < 0 or req.offset % _FILE_PART_ALIGN:
+            raise _RpcFailure(400, "OFFSET_INVALID")
+        crosses = req.offset // _FILE_PART_MAX != (req.offset + req.limit - 1) // _FILE_PART_MAX
+        if req.limit <= 0 or req.limit % _FILE_PART_ALIGN or _FILE_PART_MAX % req.limit or crosses:
+            raise _RpcFailure(400, "LIMIT_INVALID")
+        self.file_requests.append((location.id, req.offset, req.limit))
+        part = stored.data[req.offset : req.offset + req.limit]
+        return types.upload.File(type=types.storage.FileUnknown(), mtime=0, bytes=part)
 
     def _h_resolve_username(self, link: Link, req: Any) -> Any:
         st = self._usernames.get(req.username.lstrip("@").lower())

@@ -1114,6 +1114,32 @@ async def test_an_unjoined_private_channel_answers_channel_private(fake: FakeTel
     assert not fake.is_joined(private)
 
 
+async def test_get_file_serves_parts_with_telegrams_alignment_rules(fake: FakeTelegram, connect: Connect) -> None:
+    """upload.getFile returns the file's bytes part by part and refuses misaligned parts and stale references."""
+    data = bytes(range(256)) * 40
+    media = fake.add_file(data, mime_type="text/plain", file_name="a.txt")
+    doc = media.document
+    client = await connect()
+
+    def location(reference: bytes = doc.file_reference) -> Any:
+        return types.InputDocumentFileLocation(doc.id, doc.access_hash, reference, thumb_size="")
+
+    first = await client(functions.upload.GetFileRequest(location(), offset=0, limit=4096))
+    rest = await client(functions.upload.GetFileRequest(location(), offset=4096, limit=8192))
+    assert first.bytes + rest.bytes == data
+    assert await client.download_media(media, file=bytes) == data
+    bad = [
+        (location(b"old"), 0, 4096, errors.FileReferenceExpiredError),
+        (location(), 100, 4096, errors.OffsetInvalidError),
+        (location(), 0, 5000, errors.LimitInvalidError),
+        (location(), (1 << 20) - 4096, 8192, errors.LimitInvalidError),  # crosses a 1 MB boundary
+        (types.InputDocumentFileLocation(doc.id + 1, 0, b"", ""), 0, 4096, errors.LocationInvalidError),
+    ]
+    for loc, offset, limit, error in bad:
+        with pytest.raises(error):
+            await client(functions.upload.GetFileRequest(loc, offset=offset, limit=limit))
+
+
 async def test_join_channel_with_approval_files_a_request(fake: FakeTelegram, connect: Connect) -> None:
     """A channel with join requests answers INVITE_REQUEST_SENT and keeps the account out until approved."""
     club = fake.add_channel("Club", username="club", megagroup=True, joined=False, join_request=True)
