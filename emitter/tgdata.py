@@ -20,7 +20,7 @@ ReplyToId      Int64                   the message it answers
 ForwardedFrom  Int64                   marked id of the original sender of a forward
 GroupId        int64                   marked id of the group (-100… channels and supergroups, -… basic groups)
 EditDate       datetime64[ns, UTC]     last edit, or NaT
-MediaType      str                     photo, document, video, poll, geo, … (metadata only; nothing is downloaded)
+MediaType      str                     photo, document, video, poll, geo, … (metadata; download_media_by_id fetches)
 Views          Int64                   view count (channels)
 Action         str                     service messages: the action (chat_create, pin_message, …)
 GroupedId      Int64                   album id shared by the messages of one album
@@ -52,7 +52,13 @@ from telethon import utils as tl_utils
 from telethon.errors import RPCError
 from telethon.tl.functions.channels import GetFullChannelRequest, JoinChannelRequest
 from telethon.tl.functions.channels import GetMessagesRequest as GetChannelMessagesRequest
-from telethon.tl.functions.messages import GetFullChatRequest, GetHistoryRequest, GetMessagesRequest
+from telethon.tl.functions.messages import (
+    CheckChatInviteRequest,
+    GetFullChatRequest,
+    GetHistoryRequest,
+    GetMessagesRequest,
+    ImportChatInviteRequest,
+)
 
 from emitter.config_hooks import ConnectionEngine, IniConnectionEngine
 from emitter.cursor import NEVER_WALKED, GroupCursor
@@ -78,6 +84,8 @@ from emitter.tgdata_groups import (
     GroupProfile,
     GroupReferenceError,
     invite_hash,
+    invite_label,
+    invite_preview,
     profile_of,
     project,
     telegram_error_name,
@@ -460,18 +468,19 @@ class TgData:
         return actual
 
     async def _lookup(self, target: str | int, account_id: int | None) -> tuple[TelegramClient, GroupLookup, Any]:
-        """The client, the lookup of `target` and its entity (forbidden variants included).
+        """The client, the lookup of `target` and its entity (forbidden variants included; None for an
+        invite link's preview, which names no chat).
 
         Errors that say the account may not see the group (CHANNEL_PRIVATE, …) come through unwrapped, so
-        `check_group_access` can report them; a name or id that does not exist is a GroupNotFoundError.
+        `check_group_access` can report them; a name, id or invite that does not exist is a
+        GroupNotFoundError.
         """
-        if invite_hash(target) is not None:
-            raise GroupReferenceError(
-                f"{target!r} is an invite link, which is not supported yet: expected a marked id, @username "
-                "or t.me/name link"
-            )
         client = await self.connect()
         account = await self._account(client, account_id)
+        invite = invite_hash(target)
+        if invite is not None:
+            lookup, chat = await self._lookup_invite(client, account, invite)
+            return client, lookup, chat
         spec = await self._marked(client, target)
         try:
             entity = await Resolver(client).find(spec)
@@ -482,17 +491,38 @@ class TgData:
         metadata, member, request_needed = project(entity)
         return client, GroupLookup(account, target, metadata, member, request_needed), entity
 
+    @staticmethod
+    async def _lookup_invite(client: TelegramClient, account: int, invite: str) -> tuple[GroupLookup, Any]:
+        """What an invite link opens (one messages.checkChatInvite; joins nothing)."""
+        label = invite_label(invite)
+        try:
+            answer = await client(CheckChatInviteRequest(invite))
+        except RPCError as e:
+            if classify(e) is not ErrorClass.REQUEST:
+                raise
+            raise GroupNotFoundError(f"invite link {label} does not open a group: {telegram_error_name(e)}") from e
+        if isinstance(answer, types.ChatInvite):
+            paid = answer.subscription_pricing is not None
+            metadata = invite_preview(answer)
+            return GroupLookup(account, label, metadata, False, bool(answer.request_needed), paid), None
+        metadata, member, request_needed = project(answer.chat)
+        expires = answer.expires if isinstance(answer, types.ChatInvitePeek) else None
+        member = isinstance(answer, types.ChatInviteAlready) or member
+        return GroupLookup(account, label, metadata, member, request_needed, None, expires), answer.chat
+
     async def lookup_group(self, target: str | int, *, account_id: int | None = None) -> GroupLookup:
         """Who a group is and whether the account is in it, without joining it or reading its history.
 
         Args:
-            target: marked id, bare id of a group in the dialogs, "@username" or t.me/name link.
+            target: marked id, bare id of a group in the dialogs, "@username", t.me/name link, or an invite
+                link (t.me/+…, t.me/joinchat/…: `target` in the result is then ``invite:<sha256 of the
+                hash>``, never the hash itself; a group the account is not in is a preview without ids).
             account_id: the account the session must be logged in as (tgdata requires it; here optional);
                 another account raises AccountMismatchError.
 
         Raises:
-            GroupNotFoundError: no such group (or the account cannot see it at all).
-            GroupReferenceError: the target is a user, a migrated basic group, or an invite link.
+            GroupNotFoundError: no such group or invite (or the account cannot see the group at all).
+            GroupReferenceError: the target is a user or a migrated basic group.
         """
         _client, lookup, _entity = await self._lookup(target, account_id)
         return lookup
@@ -501,16 +531,18 @@ class TgData:
         """Whether the account can read the group: looks it up, then asks for one message of history.
 
         Returns status "readable", "denied" (Telegram refused: `reason` is its error, e.g. CHANNEL_PRIVATE),
-        or "unprobed" (no usable peer to ask with). Readable does not mean joined: public channels are
-        readable from outside (`member` says which). Other failures (no such group, flood waits, a dead
-        session) raise.
+        or "unprobed" (no usable peer to ask with, reason NO_PEER: an invite preview of a group the account
+        is not in). Readable does not mean joined: public channels are readable from outside (`member`
+        says which). Other failures (no such group, flood waits, a dead session) raise.
         """
         lookup: GroupLookup | None = None
         account = await self._account(await self.connect(), account_id)
+        invite = invite_hash(target)
+        label = target if invite is None else invite_label(invite)
         try:
             client, lookup, entity = await self._lookup(target, account)
-            if getattr(entity, "min", False):
-                return GroupAccess(account, target, "unprobed", lookup, "NO_PEER")
+            if entity is None or getattr(entity, "min", False):
+                return GroupAccess(account, label, "unprobed", lookup, "NO_PEER")
             peer = tl_utils.get_input_peer(entity)
             await client(
                 GetHistoryRequest(
@@ -519,12 +551,13 @@ class TgData:
             )
         except RPCError as e:
             if classify(e) is ErrorClass.LOST_ACCESS:
-                return GroupAccess(account, target, "denied", lookup, telegram_error_name(e))
+                return GroupAccess(account, label, "denied", lookup, telegram_error_name(e))
             raise
-        return GroupAccess(account, target, "readable", lookup)
+        return GroupAccess(account, label, "readable", lookup)
 
     async def join_group(self, target: str | int, *, account_id: int | None = None) -> GroupJoin:
-        """Join a public channel or supergroup, paced by the account's request gateway.
+        """Join a group, paced by the account's request gateway: a public channel or supergroup by name,
+        id or link, or any group (private and basic ones too) by its invite link.
 
         Joins are the requests Telegram limits hardest (a new account that joins many groups in a row is
         banned): they go through the gateway's "join" bucket (one per five minutes by default, the
@@ -532,29 +565,38 @@ class TgData:
         in costs no join request.
 
         Returns:
-            status "joined", "already_joined", or "requested" (the group approves joins: an admin must
-            accept; `member` stays None until then). `group` is the metadata seen before the join.
+            status "joined", "already_joined", "requested" (the group approves joins: an admin must
+            accept; `member` stays None until then) or "payment_required" (a paid subscription link:
+            nothing is joined). `group` is the metadata seen before the join.
 
         Raises:
-            GroupReferenceError: a basic group or an invite link (those join by invite only, not supported
-                yet), or a group the account may not see.
+            GroupReferenceError: a basic group or a group the account may not see, named without an invite
+                link (those join by invite only).
         """
         client, lookup, entity = await self._lookup(target, account_id)
+        invite = invite_hash(target)
         if lookup.member:
-            return GroupJoin(lookup.account_id, target, lookup.group, "already_joined")
-        if not isinstance(entity, types.Channel):
+            return GroupJoin(lookup.account_id, lookup.target, lookup.group, "already_joined")
+        if lookup.requires_payment:
+            return GroupJoin(lookup.account_id, lookup.target, lookup.group, "payment_required")
+        request: Any
+        if invite is not None:
+            request = ImportChatInviteRequest(invite)
+        elif isinstance(entity, types.Channel):
+            request = JoinChannelRequest(tl_utils.get_input_channel(entity))
+        else:
             raise GroupReferenceError(
                 f"{target!r} is a basic group or not available to the account: it can be joined by invite link only"
             )
         try:
             async with self._paced(client):
-                await client(JoinChannelRequest(tl_utils.get_input_channel(entity)))
+                await client(request)
         except errors.UserAlreadyParticipantError:
-            return GroupJoin(lookup.account_id, target, lookup.group, "already_joined")
+            return GroupJoin(lookup.account_id, lookup.target, lookup.group, "already_joined")
         except errors.InviteRequestSentError:
-            return GroupJoin(lookup.account_id, target, lookup.group, "requested")
-        log.info("joined group %d (%s)", lookup.group.peer_id, lookup.group.title)
-        return GroupJoin(lookup.account_id, target, lookup.group, "joined")
+            return GroupJoin(lookup.account_id, lookup.target, lookup.group, "requested")
+        log.info("joined group %s (%s)", lookup.group.peer_id, lookup.group.title)
+        return GroupJoin(lookup.account_id, lookup.target, lookup.group, "joined")
 
     async def linked_groups(self, group_id: int | str | Sequence[int | str]) -> Rows:
         """The chats linked to channels: a broadcast channel's discussion group (where its comments live),
@@ -620,7 +662,10 @@ class TgData:
         elif isinstance(entity, types.Channel):
             request = GetFullChannelRequest(tl_utils.get_input_channel(entity))
         else:
-            raise GroupReferenceError(f"group {target!r} is not available to the account: no profile to read")
+            raise GroupReferenceError(
+                f"group {lookup.target!r} is not available to the account (forbidden, or an invite preview of a "
+                "group it is not in: lookup_group shows that): no profile to read"
+            )
         return profile_of(await client(request), lookup, utc_now())
 
     # --- history --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ so the rules (who counts as a member, which kind a group is) are tested on plain
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -26,6 +27,8 @@ __all__ = [
     "GroupProfile",
     "GroupReferenceError",
     "invite_hash",
+    "invite_label",
+    "invite_preview",
     "profile_of",
     "project",
 ]
@@ -34,7 +37,7 @@ GroupKind = Literal["group", "megagroup", "channel", "unknown"]
 """tgdata's kinds: a basic group, a supergroup, a broadcast channel, or a channel Telegram sent too little of."""
 
 AccessStatus = Literal["readable", "denied", "unprobed"]
-JoinStatus = Literal["joined", "already_joined", "requested"]
+JoinStatus = Literal["joined", "already_joined", "requested", "payment_required"]
 
 _INVITE: Final = re.compile(r"^(?:https?://)?(?:www\.)?(?:t|telegram)\.me/(?:\+|joinchat/)([A-Za-z0-9_-]{1,256})/?$")
 
@@ -175,6 +178,20 @@ def invite_hash(target: str | int) -> str | None:
     """The hash of a t.me/+… or t.me/joinchat/… invite link, else None."""
     match = _INVITE.match(str(target).strip())
     return None if match is None else match.group(1)
+
+
+def invite_label(invite: str) -> str:
+    """How results name an invite link: the hash opens the group to anyone holding it, so only its digest."""
+    return "invite:" + hashlib.sha256(invite.encode("ascii", "replace")).hexdigest()
+
+
+def invite_preview(invite: Any) -> GroupMetadata:
+    """The metadata of a `ChatInvite` preview (a group the account is not in): no ids, no username."""
+    kind: GroupKind = "group"
+    if invite.channel:
+        kind = "megagroup" if invite.megagroup else "channel" if invite.broadcast else "unknown"
+    count = invite.participants_count
+    return GroupMetadata(None, None, invite.title, None, kind, None if count is None else int(count))
 
 
 def _kind(entity: Any) -> GroupKind:

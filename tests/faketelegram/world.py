@@ -378,6 +378,8 @@ class FakeTelegram:
         self.history_calls: list[HistoryCall] = []
         self.unsupported_requests: list[str] = []
         self._files: dict[int, _File] = {}
+        self._invites: dict[str, tuple[_ChatState | _ChannelState, bool]] = {}
+        """Invite hash -> (the chat it opens, whether joining needs an admin's approval)."""
         self.file_requests: list[tuple[int, int, int]] = []
         """(file id, offset, limit) of every upload.getFile answered."""
         self._init_login()
@@ -439,6 +441,8 @@ class FakeTelegram:
             functions.channels.ReadHistoryRequest: self._h_true,
             functions.channels.JoinChannelRequest: self._h_join_channel,
             functions.upload.GetFileRequest: self._h_get_file,
+            functions.messages.CheckChatInviteRequest: self._h_check_chat_invite,
+            functions.messages.ImportChatInviteRequest: self._h_import_chat_invite,
             functions.account.InitTakeoutSessionRequest: self._h_init_takeout,
             functions.account.FinishTakeoutSessionRequest: self._h_finish_takeout,
             functions.contacts.ResolveUsernameRequest: self._h_resolve_username,
@@ -826,6 +830,24 @@ class FakeTelegram:
             attributes=attributes,
         )
         return types.MessageMediaDocument(document=document)
+
+    def invite_link(self, peer: PeerLike, *, request_needed: bool = False) -> str:
+        """A new t.me/+… invite link into a basic group, supergroup or channel (private ones included).
+
+        messages.checkChatInvite answers ChatInviteAlready (with the chat) for a member, else a ChatInvite
+        preview (title, count, kind; no id); messages.importChatInvite joins (Updates with the chat),
+        or answers INVITE_REQUEST_SENT when `request_needed`, USER_ALREADY_PARTICIPANT for a member.
+        Unknown hashes answer INVITE_HASH_INVALID.
+        """
+        st = self._state(peer)
+        if isinstance(st, _UserState):
+            raise TypeError("invite links open chats and channels")
+        invite = f"{self._access_hash():x}"[:16]
+        self._invites[invite] = (st, request_needed)
+        return f"https://t.me/+{invite}"
+
+    def _is_member(self, st: _ChatState | _ChannelState) -> bool:
+        return st.joined if isinstance(st, _ChannelState) else self.me.id in st.members
 
     def link_discussion(self, channel: PeerLike, group: PeerLike) -> None:
         """Make supergroup `group` the discussion group of broadcast channel `channel` (post comments).
@@ -2008,6 +2030,43 @@ class FakeTelegram:
         self.file_requests.append((location.id, req.offset, req.limit))
         part = stored.data[req.offset : req.offset + req.limit]
         return types.upload.File(type=types.storage.FileUnknown(), mtime=0, bytes=part)
+
+    def _invite(self, invite: str) -> tuple[_ChatState | _ChannelState, bool]:
+        found = self._invites.get(invite)
+        if found is None:
+            raise _RpcFailure(400, "INVITE_HASH_INVALID")
+        return found
+
+    def _h_check_chat_invite(self, link: Link, req: Any) -> Any:
+        st, request_needed = self._invite(req.hash)
+        if self._is_member(st):
+            return types.ChatInviteAlready(chat=self._channel_tl(st) if isinstance(st, _ChannelState) else st.tl)
+        channel = isinstance(st, _ChannelState)
+        return types.ChatInvite(
+            title=st.tl.title,
+            photo=types.PhotoEmpty(id=0),
+            participants_count=len(st.members),
+            color=0,
+            channel=channel or None,
+            broadcast=(channel and bool(st.tl.broadcast)) or None,
+            megagroup=(channel and bool(st.tl.megagroup)) or None,
+            public=bool(getattr(st.tl, "username", None)) or None,
+            request_needed=request_needed or None,
+        )
+
+    def _h_import_chat_invite(self, link: Link, req: Any) -> Any:
+        st, request_needed = self._invite(req.hash)
+        if self._is_member(st):
+            raise _RpcFailure(400, "USER_ALREADY_PARTICIPANT")
+        if request_needed:
+            if isinstance(st, _ChannelState) and self.me.id not in st.join_requests:
+                st.join_requests.append(self.me.id)
+            raise _RpcFailure(400, "INVITE_REQUEST_SENT")
+        if isinstance(st, _ChannelState):
+            return self._join(st)
+        st.members.append(self.me.id)
+        st.tl.participants_count = len(st.members)
+        return types.Updates(updates=[], users=[], chats=[st.tl], date=self._now(), seq=0)
 
     def _h_resolve_username(self, link: Link, req: Any) -> Any:
         st = self._usernames.get(req.username.lstrip("@").lower())

@@ -1140,6 +1140,28 @@ async def test_get_file_serves_parts_with_telegrams_alignment_rules(fake: FakeTe
             await client(functions.upload.GetFileRequest(loc, offset=offset, limit=limit))
 
 
+async def test_invite_links_preview_and_join(fake: FakeTelegram, connect: Connect) -> None:
+    """checkChatInvite previews a group the account is not in and shows it once joined by importChatInvite."""
+    family = fake.add_chat("Family")
+    secret = fake.add_channel("Secret", joined=False)
+    client = await connect()
+    invite = fake.invite_link(secret).rsplit("+", 1)[1]
+    preview = await client(functions.messages.CheckChatInviteRequest(invite))
+    assert isinstance(preview, types.ChatInvite)
+    assert (preview.title, preview.channel, preview.broadcast, preview.public) == ("Secret", True, True, False)
+    assert not fake.is_joined(secret)
+    joined = await client(functions.messages.ImportChatInviteRequest(invite))
+    assert isinstance(joined, types.Updates) and fake.is_joined(secret)
+    already = await client(functions.messages.CheckChatInviteRequest(invite))
+    assert isinstance(already, types.ChatInviteAlready) and already.chat.id == secret.id
+    with pytest.raises(errors.UserAlreadyParticipantError):
+        await client(functions.messages.ImportChatInviteRequest(invite))
+    family_invite = fake.invite_link(family).rsplit("+", 1)[1]
+    assert isinstance(await client(functions.messages.CheckChatInviteRequest(family_invite)), types.ChatInviteAlready)
+    with pytest.raises(errors.InviteHashInvalidError):
+        await client(functions.messages.CheckChatInviteRequest("nothing"))
+
+
 async def test_join_channel_with_approval_files_a_request(fake: FakeTelegram, connect: Connect) -> None:
     """A channel with join requests answers INVITE_REQUEST_SENT and keeps the account out until approved."""
     club = fake.add_channel("Club", username="club", megagroup=True, joined=False, join_request=True)

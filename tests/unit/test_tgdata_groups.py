@@ -17,7 +17,7 @@ from emitter.tgdata import (
     GroupReferenceError,
     TgData,
 )
-from emitter.tgdata_groups import invite_hash, project
+from emitter.tgdata_groups import invite_hash, invite_label, project
 from tests.faketelegram import FakeTelegram
 
 
@@ -68,14 +68,47 @@ async def test_lookup_group_says_the_account_is_outside_an_unjoined_channel(tg: 
     assert (await tg.lookup_group("@club")).request_needed is True
 
 
-async def test_lookup_group_refuses_users_unknown_names_and_invite_links(tg: TgData) -> None:
-    """A user, a name nobody holds and an invite link each fail with one clear error."""
+async def test_lookup_group_refuses_users_unknown_names_and_unknown_invites(tg: TgData) -> None:
+    """A user, a name nobody holds and an invite nobody made each fail with one clear error (no hash in it)."""
     with pytest.raises(GroupReferenceError, match="User is not a group"):
         await tg.lookup_group("@bob")
     with pytest.raises(GroupNotFoundError, match="nobody"):
         await tg.lookup_group("@nobody")
-    with pytest.raises(GroupReferenceError, match="invite link"):
+    with pytest.raises(GroupNotFoundError, match="INVITE_HASH_INVALID") as caught:
         await tg.lookup_group("https://t.me/+AbCdEf123")
+    assert "AbCdEf123" not in str(caught.value)
+
+
+async def test_invite_links_preview_a_private_group_and_join_it(fake: FakeTelegram, tg: TgData) -> None:
+    """An invite into a private channel: a preview without ids, unprobed, then joined; results never hold the hash."""
+    private = fake.add_channel("Hidden", megagroup=True, joined=False)
+    link = fake.invite_link(private)
+    preview = await tg.lookup_group(link)
+    assert (preview.group.title, preview.group.kind, preview.group.peer_id, preview.member) == (
+        "Hidden",
+        "megagroup",
+        None,
+        False,
+    )
+    assert preview.target == invite_label(link.rsplit("+", 1)[1])
+    assert link.rsplit("+", 1)[1] not in str(preview.to_dict())
+    access = await tg.check_group_access(link)
+    assert (access.status, access.reason) == ("unprobed", "NO_PEER")
+    joined = await tg.join_group(link)
+    assert (joined.status, joined.target) == ("joined", preview.target)
+    assert fake.is_joined(private)
+    after = await tg.lookup_group(link)
+    assert (after.member, after.group.peer_id) == (True, fake.peer_id(private))
+    assert (await tg.check_group_access(link)).status == "readable"
+    assert (await tg.join_group(link)).status == "already_joined"
+    assert fake.count(functions.messages.ImportChatInviteRequest) == 1
+
+
+async def test_invite_links_that_need_approval_file_a_request(fake: FakeTelegram, tg: TgData) -> None:
+    """An invite with admin approval says so in the lookup and answers "requested" to a join."""
+    link = fake.invite_link(fake.add_channel("Vetted", joined=False), request_needed=True)
+    assert (await tg.lookup_group(link)).request_needed is True
+    assert (await tg.join_group(link)).status == "requested"
 
 
 async def test_account_id_must_be_the_logged_in_account(fake: FakeTelegram, tg: TgData) -> None:
