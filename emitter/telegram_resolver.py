@@ -123,6 +123,11 @@ class Resolver:
                 unresolved[r.spec] = "no access (the account was removed or banned)"
         return [r for r in out if r.spec not in unresolved], unresolved
 
+    async def find(self, spec: str | int) -> Any:
+        """The entity of one group spec by the cheapest route, forbidden variants included (the library's
+        lookups report those rather than failing); raises ValueError or the RPC error when nothing is found."""
+        return await self._find(parse_spec(spec), several=False)
+
     @staticmethod
     def _resolved(spec: str, entity: Any) -> Resolved:
         return Resolved(spec, entity, group_from_entity(entity), peer_ref(entity))

@@ -20,7 +20,7 @@ ReplyToId      Int64                   the message it answers
 ForwardedFrom  Int64                   marked id of the original sender of a forward
 GroupId        int64                   marked id of the group (-100… channels and supergroups, -… basic groups)
 EditDate       datetime64[ns, UTC]     last edit, or NaT
-MediaType      str                     photo, document, video, poll, geo, … (metadata only; nothing is downloaded)
+MediaType      str                     photo, document, video, poll, geo, … (metadata; download_media_by_id fetches)
 Views          Int64                   view count (channels)
 Action         str                     service messages: the action (chat_create, pin_message, …)
 GroupedId      Int64                   album id shared by the messages of one album
@@ -41,35 +41,72 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias
 
-from telethon import TelegramClient
+from telethon import TelegramClient, errors, types
+from telethon import utils as tl_utils
 from telethon.errors import RPCError
+from telethon.tl.functions.channels import GetFullChannelRequest, JoinChannelRequest
+from telethon.tl.functions.channels import GetMessagesRequest as GetChannelMessagesRequest
+from telethon.tl.functions.messages import (
+    CheckChatInviteRequest,
+    GetFullChatRequest,
+    GetHistoryRequest,
+    GetMessagesRequest,
+    ImportChatInviteRequest,
+)
 
 from emitter.config_hooks import ConnectionEngine, IniConnectionEngine
 from emitter.cursor import NEVER_WALKED, GroupCursor
 from emitter.errors import ConfigError, FatalError, SourceError
+from emitter.message_batch import MAX_BATCH_MESSAGES, MAX_MESSAGE_ID, BatchFormatError, MessageBatch
 from emitter.progress import ProgressBoard, ProgressCallback
 from emitter.progress_view import ProgressView
 from emitter.protocols import Batch, MessageInfo, MessageTrackerInterface, Page, Window
 from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
 from emitter.settings import Settings, TelegramSettings
+from emitter.sweep import chunks
 from emitter.telegram_account import list_groups as account_groups
 from emitter.telegram_client import make_client, record_identity, restrict_session_file
-from emitter.telegram_gateway import AccountGoneError, HealthCallback, RequestGateway
+from emitter.telegram_gateway import AccountGoneError, ErrorClass, HealthCallback, RequestGateway, classify
 from emitter.telegram_mapping import map_message
-from emitter.telegram_source import TelegramSource
+from emitter.telegram_resolver import Resolver
+from emitter.telegram_source import TelegramSource, gateway_from_settings
+from emitter.tgdata_groups import (
+    GroupAccess,
+    GroupJoin,
+    GroupLookup,
+    GroupMetadata,
+    GroupProfile,
+    GroupReferenceError,
+    invite_hash,
+    invite_label,
+    invite_preview,
+    profile_of,
+    project,
+    telegram_error_name,
+)
 from emitter.tracker import Tracker
 from emitter.trackers import CursorTracker, MemoryTracker
 
 __all__ = [
     "COLUMNS",
     "GROUP_COLUMNS",
+    "LINKED_COLUMNS",
+    "AccountMismatchError",
+    "BatchFormatError",
+    "GroupAccess",
+    "GroupJoin",
+    "GroupLookup",
+    "GroupMetadata",
     "GroupNotFoundError",
+    "GroupProfile",
+    "GroupReferenceError",
+    "MessageBatch",
     "MessageHandler",
     "Row",
     "TgData",
@@ -125,11 +162,25 @@ GROUP_COLUMNS: Final[Mapping[str, str]] = {
 }
 """`list_groups` columns: tgdata's names; GroupID is the marked id that every other call accepts."""
 
+LINKED_COLUMNS: Final[Mapping[str, str]] = {**GROUP_COLUMNS, "FoundVia": "str", "FoundBy": "str"}
+"""`linked_groups` columns: a group row, how it was found and from which source room."""
+
+_TYPE_OF_KIND: Final[Mapping[str, GroupType]] = {
+    "group": GroupType.GROUP,
+    "megagroup": GroupType.SUPERGROUP,
+    "channel": GroupType.CHANNEL,
+    "unknown": GroupType.UNKNOWN,
+}
+
 _ExportFormat = Literal["csv", "json"]
 
 
-class GroupNotFoundError(ConfigError, ValueError):
+class GroupNotFoundError(GroupReferenceError):
     """A group id, @username or t.me link that the account cannot resolve."""
+
+
+class AccountMismatchError(ConfigError, ValueError):
+    """The session is logged in as another account than the `account_id` the caller expects."""
 
 
 # --- rows: pure functions -------------------------------------------------------------------------------------
@@ -185,6 +236,25 @@ def json_rows(messages: Rows) -> list[Row]:
         frame = messages.astype(object)
         records = frame.where(frame.notna(), None).to_dict("records")
     return [{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()} for r in records]
+
+
+def _group_row(group: GroupMetadata) -> Row:
+    """A `GROUP_COLUMNS` row of looked-up metadata."""
+    return {
+        "GroupID": group.peer_id,
+        "Title": group.title,
+        "Username": _at(group.username),
+        "IsChannel": group.kind in ("channel", "megagroup", "unknown"),
+        "IsMegagroup": group.kind == "megagroup",
+        "ParticipantsCount": group.participants_count,
+        "Type": _TYPE_OF_KIND[group.kind].value,
+    }
+
+
+def _downloaded(directory: Path, stem: str) -> str | None:
+    """A file an earlier download left for this message (any extension), if there is one."""
+    found = sorted(directory.glob(f"{stem}.*"))
+    return str(found[0]) if found else None
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -254,6 +324,8 @@ class TgData:
             of `emitter.trackers` also let a restarted process resume where the last one stopped. One
             process delivers a group at a time: two processes following one group deliver it twice.
         connection_engine: supplies the settings from code (`emitter.config_hooks`).
+        gateway: paces `join_group` (default: one with the configured paces; a source already running on
+            the client brings its own, which is then used).
         sweep_interval: seconds between gap-filling sweeps of `run_with_event_loop` (default: the
             ``telegram.sweep_interval`` setting).
         health_callback: called with the account's `AccountHealth` on every change of its state (ok,
@@ -270,6 +342,7 @@ class TgData:
         connection_engine: ConnectionEngine | None = None,
         sweep_interval: float | None = None,
         health_callback: HealthCallback | None = None,
+        gateway: RequestGateway | None = None,
     ) -> None:
         if settings is None and (client is None or config_file is not None or connection_engine is not None):
             settings = (connection_engine or IniConnectionEngine(config_file)).get_settings()
@@ -285,6 +358,9 @@ class TgData:
         self._resolved: dict[str, int] = {}
         self._stop = asyncio.Event()
         self._health_callback = health_callback
+        self.gateway = gateway or (gateway_from_settings(settings.telegram) if settings else RequestGateway())
+        self._paced_calls = 0
+        self._saved_client_options: tuple[Any, Any] | None = None
 
     def __repr__(self) -> str:
         return f"TgData(tracker={self.tracker!r})"
@@ -324,7 +400,7 @@ class TgData:
 
     def _watch_health(self, client: TelegramClient) -> None:
         """Route the client through its account's gateway now, so even the login check feeds the callback."""
-        gateway = getattr(client, "_emitter_gateway", None) or RequestGateway()
+        gateway = getattr(client, "_emitter_gateway", None) or self.gateway
         gateway.attach(client)
         if self._health_callback is not None:
             gateway.add_health_listener(self._health_callback)
@@ -395,6 +471,220 @@ class TgData:
                 return group.id
         return spec
 
+    # --- one group: lookup, access, joining, profile ---------------------------------------------------------
+
+    async def _account(self, client: TelegramClient, account_id: int | None) -> int:
+        """The logged-in account's id; raises if it is not the one the caller expects."""
+        me = await client.get_me(input_peer=True)
+        actual = int(getattr(me, "user_id", 0))
+        if account_id is not None and actual != account_id:
+            raise AccountMismatchError(
+                f"the session is logged in as account {actual}, not the expected account_id {account_id}"
+            )
+        return actual
+
+    async def _lookup(self, target: str | int, account_id: int | None) -> tuple[TelegramClient, GroupLookup, Any]:
+        """The client, the lookup of `target` and its entity (forbidden variants included; None for an
+        invite link's preview, which names no chat).
+
+        Errors that say the account may not see the group (CHANNEL_PRIVATE, …) come through unwrapped, so
+        `check_group_access` can report them; a name, id or invite that does not exist is a
+        GroupNotFoundError.
+        """
+        client = await self.connect()
+        account = await self._account(client, account_id)
+        invite = invite_hash(target)
+        if invite is not None:
+            lookup, chat = await self._lookup_invite(client, account, invite)
+            return client, lookup, chat
+        spec = await self._marked(client, target)
+        try:
+            entity = await Resolver(client).find(spec)
+        except (ValueError, TypeError, RPCError) as e:
+            if isinstance(e, RPCError) and classify(e) is not ErrorClass.REQUEST:
+                raise
+            raise GroupNotFoundError(f"cannot resolve group {target!r}: {type(e).__name__}: {e}") from e
+        metadata, member, request_needed = project(entity)
+        return client, GroupLookup(account, target, metadata, member, request_needed), entity
+
+    @staticmethod
+    async def _lookup_invite(client: TelegramClient, account: int, invite: str) -> tuple[GroupLookup, Any]:
+        """What an invite link opens (one messages.checkChatInvite; joins nothing)."""
+        label = invite_label(invite)
+        try:
+            answer = await client(CheckChatInviteRequest(invite))
+        except RPCError as e:
+            if classify(e) is not ErrorClass.REQUEST:
+                raise
+            raise GroupNotFoundError(f"invite link {label} does not open a group: {telegram_error_name(e)}") from e
+        if isinstance(answer, types.ChatInvite):
+            paid = answer.subscription_pricing is not None
+            metadata = invite_preview(answer)
+            return GroupLookup(account, label, metadata, False, bool(answer.request_needed), paid), None
+        metadata, member, request_needed = project(answer.chat)
+        expires = answer.expires if isinstance(answer, types.ChatInvitePeek) else None
+        member = isinstance(answer, types.ChatInviteAlready) or member
+        return GroupLookup(account, label, metadata, member, request_needed, None, expires), answer.chat
+
+    async def lookup_group(self, target: str | int, *, account_id: int | None = None) -> GroupLookup:
+        """Who a group is and whether the account is in it, without joining it or reading its history.
+
+        Args:
+            target: marked id, bare id of a group in the dialogs, "@username", t.me/name link, or an invite
+                link (t.me/+…, t.me/joinchat/…: `target` in the result is then ``invite:<sha256 of the
+                hash>``, never the hash itself; a group the account is not in is a preview without ids).
+            account_id: the account the session must be logged in as (tgdata requires it; here optional);
+                another account raises AccountMismatchError.
+
+        Raises:
+            GroupNotFoundError: no such group or invite (or the account cannot see the group at all).
+            GroupReferenceError: the target is a user or a migrated basic group.
+        """
+        _client, lookup, _entity = await self._lookup(target, account_id)
+        return lookup
+
+    async def check_group_access(self, target: str | int, *, account_id: int | None = None) -> GroupAccess:
+        """Whether the account can read the group: looks it up, then asks for one message of history.
+
+        Returns status "readable", "denied" (Telegram refused: `reason` is its error, e.g. CHANNEL_PRIVATE),
+        or "unprobed" (no usable peer to ask with, reason NO_PEER: an invite preview of a group the account
+        is not in). Readable does not mean joined: public channels are readable from outside (`member`
+        says which). Other failures (no such group, flood waits, a dead session) raise.
+        """
+        lookup: GroupLookup | None = None
+        account = await self._account(await self.connect(), account_id)
+        invite = invite_hash(target)
+        label = target if invite is None else invite_label(invite)
+        try:
+            client, lookup, entity = await self._lookup(target, account)
+            if entity is None or getattr(entity, "min", False):
+                return GroupAccess(account, label, "unprobed", lookup, "NO_PEER")
+            peer = tl_utils.get_input_peer(entity)
+            await client(
+                GetHistoryRequest(
+                    peer=peer, offset_id=0, offset_date=None, add_offset=0, limit=1, max_id=0, min_id=0, hash=0
+                )
+            )
+        except RPCError as e:
+            if classify(e) is ErrorClass.LOST_ACCESS:
+                return GroupAccess(account, label, "denied", lookup, telegram_error_name(e))
+            raise
+        return GroupAccess(account, label, "readable", lookup)
+
+    async def join_group(self, target: str | int, *, account_id: int | None = None) -> GroupJoin:
+        """Join a group, paced by the account's request gateway: a public channel or supergroup by name,
+        id or link, or any group (private and basic ones too) by its invite link.
+
+        Joins are the requests Telegram limits hardest (a new account that joins many groups in a row is
+        banned): they go through the gateway's "join" bucket (one per five minutes by default, the
+        ``telegram.pacing`` setting), and a FloodWait is waited out there. A group the account is already
+        in costs no join request.
+
+        Returns:
+            status "joined", "already_joined", "requested" (the group approves joins: an admin must
+            accept; `member` stays None until then) or "payment_required" (a paid subscription link:
+            nothing is joined). `group` is the metadata seen before the join.
+
+        Raises:
+            GroupReferenceError: a basic group or a group the account may not see, named without an invite
+                link (those join by invite only).
+        """
+        client, lookup, entity = await self._lookup(target, account_id)
+        invite = invite_hash(target)
+        if lookup.member:
+            return GroupJoin(lookup.account_id, lookup.target, lookup.group, "already_joined")
+        if lookup.requires_payment:
+            return GroupJoin(lookup.account_id, lookup.target, lookup.group, "payment_required")
+        request: Any
+        if invite is not None:
+            request = ImportChatInviteRequest(invite)
+        elif isinstance(entity, types.Channel):
+            request = JoinChannelRequest(tl_utils.get_input_channel(entity))
+        else:
+            raise GroupReferenceError(
+                f"{target!r} is a basic group or not available to the account: it can be joined by invite link only"
+            )
+        try:
+            async with self._paced(client):
+                await client(request)
+        except errors.UserAlreadyParticipantError:
+            return GroupJoin(lookup.account_id, lookup.target, lookup.group, "already_joined")
+        except errors.InviteRequestSentError:
+            return GroupJoin(lookup.account_id, lookup.target, lookup.group, "requested")
+        log.info("joined group %s (%s)", lookup.group.peer_id, lookup.group.title)
+        return GroupJoin(lookup.account_id, lookup.target, lookup.group, "joined")
+
+    async def linked_groups(self, group_id: int | str | Sequence[int | str]) -> Rows:
+        """The chats linked to channels: a broadcast channel's discussion group (where its comments live),
+        or the channel a discussion group belongs to (``channelFull.linked_chat_id``).
+
+        One `get_group_profile` per source room, plus one lookup per linked chat; never joins. tgdata's
+        linked_groups follows t.me links found in recent posts instead (not supported here).
+
+        Args:
+            group_id: one or a list of marked ids, "@username"s or t.me links.
+
+        Returns:
+            `GROUP_COLUMNS` plus FoundVia ("discussion") and FoundBy (the source as given); source rooms
+            are never rows, and rooms without a linked chat add none.
+        """
+        sources = [group_id] if isinstance(group_id, str | int) else list(group_id)
+        rows: list[Row] = []
+        for source in sources:
+            profile = await self.get_group_profile(source)
+            if profile.linked_group_id is None:
+                continue
+            linked = await self.lookup_group(profile.linked_group_id)
+            rows.append({**_group_row(linked.group), "FoundVia": "discussion", "FoundBy": str(source)})
+        return to_rows(rows, LINKED_COLUMNS)
+
+    @contextlib.asynccontextmanager
+    async def _paced(self, client: TelegramClient) -> AsyncIterator[RequestGateway]:
+        """Send the block's requests through the account's gateway.
+
+        A source running on the client has attached its gateway already; otherwise TgData's own is attached
+        for the block only, and Telethon's flood and retry options (which the gateway turns off) restored
+        after it: the other TgData calls keep the client as the caller configured it.
+        """
+        attached = getattr(client, "_emitter_gateway", None)
+        if attached is not None and (attached is not self.gateway or self._paced_calls == 0):
+            # A source's gateway, or ours attached for good (a health callback watches every request).
+            yield attached
+            return
+        if self._paced_calls == 0:
+            self._saved_client_options = (client.flood_sleep_threshold, client._request_retries)
+            self.gateway.attach(client)
+        self._paced_calls += 1
+        try:
+            yield self.gateway
+        finally:
+            self._paced_calls -= 1
+            if self._paced_calls == 0:
+                self.gateway.detach()
+                if self._saved_client_options is not None:
+                    client.flood_sleep_threshold, client._request_retries = self._saved_client_options
+
+    async def get_group_profile(self, target: str | int, *, account_id: int | None = None) -> GroupProfile:
+        """A group's full metadata: description, member and online counts, and its linked chat.
+
+        One `channels.getFullChannel` (or `messages.getFullChat`) request; never joins and reads no history.
+        tgdata's optional pinned messages (`pinned_limit`) are not supported.
+
+        Raises:
+            GroupReferenceError: the account may not see the group (forbidden), or it is no group.
+        """
+        client, lookup, entity = await self._lookup(target, account_id)
+        if isinstance(entity, types.Chat):
+            request: Any = GetFullChatRequest(entity.id)
+        elif isinstance(entity, types.Channel):
+            request = GetFullChannelRequest(tl_utils.get_input_channel(entity))
+        else:
+            raise GroupReferenceError(
+                f"group {lookup.target!r} is not available to the account (forbidden, or an invite preview of a "
+                "group it is not in: lookup_group shows that): no profile to read"
+            )
+        return profile_of(await client(request), lookup, utc_now())
+
     # --- history --------------------------------------------------------------------------------------------
 
     async def get_messages(  # noqa: PLR0917 - tgdata's signature, positional parameters included
@@ -412,9 +702,15 @@ class TgData:
     ) -> Rows:
         """The group's messages in the window, oldest first (an ascending walk: nothing is skipped).
 
+        Which `limit` messages, as tgdata answers it: with neither `after_id` nor `start_date`, the **newest**
+        `limit` of the window (``get_messages(g, limit=100)`` is the latest 100, up to `end_date` if given);
+        from an `after_id` or a `start_date`, the first `limit` after it (an incremental read resumes where
+        the last one stopped). One extra one-message request finds where the newest `limit` begin; the
+        read itself is then the same ascending walk.
+
         Args:
             group_id: marked id, "@username" or t.me link.
-            limit: at most this many messages (the oldest ones of the window).
+            limit: at most this many messages (see above which ones).
             start_date: only messages sent at or after this time (naive times are UTC).
             end_date: only messages sent at or before this time.
             after_id: only messages with a larger id (for incremental reads).
@@ -432,6 +728,8 @@ class TgData:
             raise ValueError("batch_callback needs a batch_size")
         window = Window(_utc(start_date), _utc(end_date), after_id, limit)
         source, group = await self._source(group_id, window=window)
+        if limit is not None and after_id is None and start_date is None:
+            source.window = replace(window, after_id=await self._newest_start(source, group, limit, window.end_date))
         progress = _Progress(progress_callback, limit)
         rows: list[Row] = []
         pending: list[Row] = []
@@ -453,6 +751,65 @@ class TgData:
             if batch_callback is not None and pending:
                 await self._batch(batch_callback, pending, batches + 1, batch_delay)
         return to_rows(rows)
+
+    async def get_message_batch(
+        self,
+        group_id: int | str,
+        *,
+        after_id: int = 0,
+        limit: int = 200,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+    ) -> MessageBatch:
+        """A bounded, oldest-first snapshot of the messages after `after_id`, as tgdata's MessageBatch v1.
+
+        Read on from `next_after_id` while `stop_reason` is "limit"; "end" means nothing more for now.
+        The batch's `batch_id` is the SHA-256 of its canonical JSON: persist or hand on the batch, and move
+        your own durable cursor to `next_after_id` only once the receiver acknowledged it. Media is
+        described, not downloaded (``media_mode`` "references"; `download_media_by_id` fetches files).
+
+        Args:
+            group_id: marked id, "@username" or t.me link.
+            after_id: exclusive cursor, 0..2**31-1 (0: from the start of the history).
+            limit: at most this many messages, 1..10000.
+            start_date, end_date: both or neither: only messages sent in [start_date, end_date)
+                (naive times are UTC); the id cursor still applies.
+        """
+        if not 0 <= after_id <= MAX_MESSAGE_ID:
+            raise ValueError(f"after_id must be between 0 and {MAX_MESSAGE_ID}, got {after_id!r}")
+        if not 1 <= limit <= MAX_BATCH_MESSAGES:
+            raise ValueError(f"limit must be between 1 and {MAX_BATCH_MESSAGES}, got {limit!r}")
+        if (start_date is None) != (end_date is None):
+            raise ValueError("start_date and end_date go together: pass both or neither")
+        # The window's end is inclusive; tgdata's interval is half-open.
+        end = _utc(end_date)
+        window = Window(_utc(start_date), None if end is None else end - timedelta(microseconds=1), after_id, limit)
+        source, group = await self._source(group_id, window=window)
+        events = [e async for new in self._walk(source, group, Tracker()) for e in new]
+        return MessageBatch.of(group.id, after_id, events, "limit" if len(events) >= limit else "end")
+
+    @staticmethod
+    async def _newest_start(source: TelegramSource, group: Group, limit: int, end_date: datetime | None) -> int:
+        """The id after which the newest `limit` messages (sent at or before `end_date`) begin; 0: all of them.
+
+        Telegram's offset arithmetic answers it in one request: skip `limit` messages newest first and take
+        the next one. Its offset_date is exclusive and its dates are whole seconds, so "at or before
+        end_date" is "before end_date's second + 1".
+        """
+        offset_date = None if end_date is None else end_date.replace(microsecond=0) + timedelta(seconds=1)
+        answer = await source.client(
+            GetHistoryRequest(
+                peer=await source.client.get_input_entity(group.id),
+                offset_id=0,
+                offset_date=offset_date,
+                add_offset=limit,
+                limit=1,
+                max_id=0,
+                min_id=0,
+                hash=0,
+            )
+        )
+        return int(answer.messages[0].id) if answer.messages else 0
 
     async def _walk(
         self, source: TelegramSource, group: Group, walk: Tracker, progress: _Progress | None = None
@@ -492,6 +849,98 @@ class TgData:
             rows.append(event_to_row(map_message(message, group, source=Source.BACKFILL, ingest_time=now)))
         rows.sort(key=lambda r: int(r["MessageId"]))
         return to_rows(rows)
+
+    async def download_media_by_id(
+        self,
+        group_id: int | str,
+        message_ids: int | Iterable[int],
+        output_dir: str | os.PathLike[str] | None = None,
+    ) -> dict[int, str | bytes | None]:
+        """Download the photos and files of chosen messages, on demand (tgdata's pairing with the
+        `MediaType` column: read references cheaply, then fetch only the files you keep).
+
+        Every request (the messages by id, then each file's parts) goes through the account's request
+        gateway, so downloads are paced like everything else. Messages are fetched by id and matched by id,
+        never by position (Telegram may leave ids out of an answer; those are asked again).
+
+        Args:
+            group_id: marked id, "@username" or t.me link.
+            message_ids: one id or several; for an album pass every id sharing its `GroupedId`.
+            output_dir: directory to write ``<group id>_<message id>.<ext>`` into (created if missing; a file
+                already there is reused, not downloaded again); None returns the bytes instead.
+
+        Returns:
+            ``{message_id: path | bytes | None}``; None: no such message, or nothing downloadable (text,
+            a link preview, a poll…), or its download failed (logged).
+        """
+        ids = [message_ids] if isinstance(message_ids, int) else list(message_ids)
+        if not ids:
+            return {}
+        source, group = await self._source(group_id)
+        client = source.client
+        directory = None if output_dir is None else Path(output_dir)
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+        results: dict[int, str | bytes | None] = {}
+        async with self._paced(client):
+            messages = await self._messages_by_id(client, group, ids)
+            for mid in ids:
+                media = getattr(messages.get(mid), "media", None)
+                results[mid] = await self._download(client, media, group, mid, directory) if media else None
+        log.info(
+            "downloaded media of %d of %d messages of group %d",
+            sum(v is not None for v in results.values()),
+            len(ids),
+            group.id,
+        )
+        return results
+
+    @staticmethod
+    async def _download(
+        client: TelegramClient, media: Any, group: Group, message_id: int, directory: Path | None
+    ) -> str | bytes | None:
+        """One message's photo or document: its path (or bytes), None if it has no file or the download failed."""
+        if not (
+            (isinstance(media, types.MessageMediaPhoto) and isinstance(media.photo, types.Photo))
+            or (isinstance(media, types.MessageMediaDocument) and isinstance(media.document, types.Document))
+        ):
+            return None
+        try:
+            if directory is None:
+                data = await client.download_media(media, file=bytes)
+                return data if isinstance(data, bytes) else None
+            stem = f"{tl_utils.resolve_id(group.id)[0]}_{message_id}"
+            existing = _downloaded(directory, stem)
+            if existing is not None:
+                return existing
+            path = await client.download_media(media, file=str(directory / stem))
+            return path if isinstance(path, str) else None
+        except (RPCError, OSError, ValueError) as e:
+            log.warning("media of message %d of group %d could not be downloaded: %s", message_id, group.id, e)
+            return None
+
+    @staticmethod
+    async def _messages_by_id(client: TelegramClient, group: Group, ids: Sequence[int]) -> dict[int, Any]:
+        """The group's messages with these ids, matched by id; ids Telegram leaves out are asked again
+        (twice), ids it answers `MessageEmpty` for are deleted."""
+        peer = await client.get_input_entity(group.id)
+        channel = isinstance(peer, types.InputPeerChannel)
+        found: dict[int, Any] = {}
+        deleted: set[int] = set()
+        for _attempt in range(3):
+            missing = [i for i in dict.fromkeys(ids) if i not in found and i not in deleted]
+            for chunk in chunks(missing):
+                wanted = [types.InputMessageID(i) for i in chunk]
+                request: Any = GetChannelMessagesRequest(peer, wanted) if channel else GetMessagesRequest(wanted)
+                answer = await client(request)
+                for message in answer.messages:
+                    if message.id not in chunk:
+                        continue
+                    if isinstance(message, types.MessageEmpty):
+                        deleted.add(message.id)
+                    elif tl_utils.get_peer_id(message.peer_id) == group.id:  # basic groups share account ids
+                        found[message.id] = message
+        return found
 
     @staticmethod
     def export_messages(messages: Rows, path: str | os.PathLike[str], format: _ExportFormat = "csv") -> Path:

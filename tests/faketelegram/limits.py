@@ -85,6 +85,7 @@ TELEGRAM_LIKE = RateLimits(
         "messages.GetFullChat": Bucket(10, 0.2),
         "channels.GetForumTopics": Bucket(10, 0.2),
         "channels.JoinChannel": Bucket(5, 1 / 120),
+        "messages.ImportChatInvite": Bucket(5, 1 / 120),
     },
     default=Bucket(50, 10.0),
 )

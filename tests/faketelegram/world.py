@@ -224,6 +224,11 @@ class _ChannelState:
     joined: bool = True
     migrated_from: _ChatState | None = None
     migrated_from_max_id: int | None = None
+    about: str = ""
+    linked: _ChannelState | None = None
+    """A broadcast channel's discussion supergroup, or the channel a discussion supergroup belongs to."""
+    join_requests: list[int] = field(default_factory=list)
+    """Users waiting for an admin to approve their join (channels with `join_request`)."""
 
     @property
     def marked(self) -> int:
@@ -231,6 +236,21 @@ class _ChannelState:
 
 
 _PeerState = _UserState | _ChatState | _ChannelState
+
+
+@dataclass(eq=False)
+class _File:
+    """A photo's or document's bytes on Telegram's file servers."""
+
+    access_hash: int
+    file_reference: bytes
+    data: bytes
+    thumb_sizes: frozenset[str] = frozenset()
+    """A photo's size types (the bytes are served for each); empty for a document."""
+
+
+_FILE_PART_MAX = 1 << 20
+_FILE_PART_ALIGN = 4096
 
 
 def _reaction_counts(reactions: Mapping[str, int]) -> list[tuple[str, int]]:
@@ -360,6 +380,11 @@ class FakeTelegram:
         self.init_connections: list[functions.InitConnectionRequest] = []
         """Every initConnection received (as parsed from the client's bytes): the device identity each connection
         presented (device_model, system_version, app_version, lang_code, system_lang_code, api_id)."""
+        self._files: dict[int, _File] = {}
+        self._invites: dict[str, tuple[_ChatState | _ChannelState, bool]] = {}
+        """Invite hash -> (the chat it opens, whether joining needs an admin's approval)."""
+        self.file_requests: list[tuple[int, int, int]] = []
+        """(file id, offset, limit) of every upload.getFile answered."""
         self._init_login()
 
         # Account box: pts and seq of the account, and the account-wide message id counter.
@@ -418,6 +443,9 @@ class FakeTelegram:
             functions.channels.GetFullChannelRequest: self._h_get_full_channel,
             functions.channels.ReadHistoryRequest: self._h_true,
             functions.channels.JoinChannelRequest: self._h_join_channel,
+            functions.upload.GetFileRequest: self._h_get_file,
+            functions.messages.CheckChatInviteRequest: self._h_check_chat_invite,
+            functions.messages.ImportChatInviteRequest: self._h_import_chat_invite,
             functions.account.InitTakeoutSessionRequest: self._h_init_takeout,
             functions.account.FinishTakeoutSessionRequest: self._h_finish_takeout,
             functions.contacts.ResolveUsernameRequest: self._h_resolve_username,
@@ -451,6 +479,8 @@ class FakeTelegram:
         members: Sequence[Any] | None = None,
         date: datetime | None = None,
         joined: bool = True,
+        about: str = "",
+        join_request: bool = False,
     ) -> Any:
         """Create a broadcast channel (or a supergroup with `megagroup=True`), by default one the account is in.
 
@@ -460,9 +490,15 @@ class FakeTelegram:
         joined=False: the account is not a member. The Channel has ``left=True``, is not among the
         dialogs and sends the account no updates; its history is readable only if it has a
         `username` (public), otherwise CHANNEL_PRIVATE. channels.JoinChannel joins it.
+
+        about: the description channels.GetFullChannel returns. join_request=True: joining needs an
+        admin's approval (``Channel.join_request``): channels.JoinChannel files a request and answers
+        INVITE_REQUEST_SENT, and the account stays outside (`approve_join` lets it in).
         """
         date = date or self._now() - _DEFAULT_AGE
         st = self._new_channel(title, username=username, megagroup=megagroup, members=members, date=date, joined=joined)
+        st.about = about
+        st.tl.join_request = join_request or None
         creator = None if not megagroup else types.PeerUser(self.default_user.id)
         self._append(
             st,
@@ -753,6 +789,90 @@ class FakeTelegram:
             seq=0,
         )
         self._deliver_update(st, update)
+
+    def add_file(
+        self,
+        data: bytes,
+        *,
+        photo: bool = False,
+        mime_type: str = "application/octet-stream",
+        file_name: str | None = None,
+    ) -> Any:
+        """A photo or document holding `data`, as the `media` of a message to `post`.
+
+        Its bytes are served by upload.getFile with Telegram's rules: the location's id, access hash and
+        file reference must match (else LOCATION_INVALID / FILE_REFERENCE_EXPIRED), `offset` a multiple of
+        4 KB, `limit` a multiple of 4 KB that divides 1 MB, and a part may not cross a 1 MB boundary (else
+        OFFSET_INVALID / LIMIT_INVALID). Files live on the world's own DC.
+        """
+        file_id = 5_000_000_000 + len(self._files)
+        stored = _File(self._access_hash(), f"ref{file_id}".encode(), data)
+        self._files[file_id] = stored
+        date = self._now()
+        if photo:
+            stored.thumb_sizes = frozenset({"y"})
+            size = types.PhotoSize(type="y", w=1280, h=960, size=len(data))
+            tl_photo = types.Photo(
+                id=file_id,
+                access_hash=stored.access_hash,
+                file_reference=stored.file_reference,
+                date=date,
+                sizes=[size],
+                dc_id=self.dc_id,
+            )
+            return types.MessageMediaPhoto(photo=tl_photo)
+        attributes = [types.DocumentAttributeFilename(file_name)] if file_name else []
+        document = types.Document(
+            id=file_id,
+            access_hash=stored.access_hash,
+            file_reference=stored.file_reference,
+            date=date,
+            mime_type=mime_type,
+            size=len(data),
+            dc_id=self.dc_id,
+            attributes=attributes,
+        )
+        return types.MessageMediaDocument(document=document)
+
+    def invite_link(self, peer: PeerLike, *, request_needed: bool = False) -> str:
+        """A new t.me/+… invite link into a basic group, supergroup or channel (private ones included).
+
+        messages.checkChatInvite answers ChatInviteAlready (with the chat) for a member, else a ChatInvite
+        preview (title, count, kind; no id); messages.importChatInvite joins (Updates with the chat),
+        or answers INVITE_REQUEST_SENT when `request_needed`, USER_ALREADY_PARTICIPANT for a member.
+        Unknown hashes answer INVITE_HASH_INVALID.
+        """
+        st = self._state(peer)
+        if isinstance(st, _UserState):
+            raise TypeError("invite links open chats and channels")
+        invite = f"{self._access_hash():x}"[:16]
+        self._invites[invite] = (st, request_needed)
+        return f"https://t.me/+{invite}"
+
+    def _is_member(self, st: _ChatState | _ChannelState) -> bool:
+        return st.joined if isinstance(st, _ChannelState) else self.me.id in st.members
+
+    def link_discussion(self, channel: PeerLike, group: PeerLike) -> None:
+        """Make supergroup `group` the discussion group of broadcast channel `channel` (post comments).
+
+        As on Telegram, both Channels get ``has_link`` and each one's channels.GetFullChannel names the
+        other in ``linked_chat_id`` (and carries it among its chats).
+        """
+        ch, gr = self._state(channel), self._state(group)
+        if not (
+            isinstance(ch, _ChannelState) and ch.tl.broadcast and isinstance(gr, _ChannelState) and gr.tl.megagroup
+        ):
+            raise TypeError("link_discussion links a broadcast channel to a supergroup")
+        ch.linked, gr.linked = gr, ch
+        ch.tl.has_link = gr.tl.has_link = True
+
+    def approve_join(self, channel: PeerLike) -> None:
+        """An admin approves the account's pending join request: it becomes a member."""
+        st = self._state(channel)
+        if not isinstance(st, _ChannelState) or self.me.id not in st.join_requests:
+            raise ValueError("the account has no pending join request there")
+        st.join_requests.remove(self.me.id)
+        self._join(st)
 
     def is_joined(self, channel: PeerLike) -> bool:
         """Whether the account is a member of `channel` (see ``add_channel(joined=False)``)."""
@@ -1840,7 +1960,7 @@ class FakeTelegram:
         top_id = top.id if top is not None else 0
         full = types.ChannelFull(
             id=ch.tl.id,
-            about="",
+            about=ch.about,
             read_inbox_max_id=top_id,
             read_outbox_max_id=top_id,
             unread_count=0,
@@ -1852,8 +1972,10 @@ class FakeTelegram:
             can_view_participants=bool(ch.tl.megagroup) or None,
             migrated_from_chat_id=ch.migrated_from.tl.id if ch.migrated_from is not None else None,
             migrated_from_max_id=ch.migrated_from_max_id,
+            linked_chat_id=ch.linked.tl.id if ch.linked is not None else None,
         )
         chats = [ch.tl] + ([ch.migrated_from.tl] if ch.migrated_from is not None else [])
+        chats += [self._channel_tl(ch.linked)] if ch.linked is not None else []
         return types.messages.ChatFull(full_chat=full, chats=chats, users=[])
 
     def _h_read_history(self, link: Link, req: Any) -> Any:
@@ -1876,6 +1998,13 @@ class FakeTelegram:
         self._check_access(ch)
         if ch.joined:
             raise _RpcFailure(400, "USER_ALREADY_PARTICIPANT")
+        if ch.tl.join_request:
+            if self.me.id not in ch.join_requests:
+                ch.join_requests.append(self.me.id)
+            raise _RpcFailure(400, "INVITE_REQUEST_SENT")
+        return self._join(ch)
+
+    def _join(self, ch: _ChannelState) -> Any:
         ch.joined = True
         ch.tl.left = None
         ch.members.append(self.me.id)
@@ -1883,6 +2012,66 @@ class FakeTelegram:
         return types.Updates(
             updates=[types.UpdateChannel(channel_id=ch.tl.id)], users=[], chats=[ch.tl], date=self._now(), seq=0
         )
+
+    def _h_get_file(self, link: Link, req: Any) -> Any:
+        """upload.getFile: a part of a photo's or document's bytes, with Telegram's alignment rules."""
+        location = req.location
+        stored = self._files.get(int(getattr(location, "id", 0) or 0))
+        thumb = getattr(location, "thumb_size", "")
+        if (
+            not isinstance(location, types.InputDocumentFileLocation | types.InputPhotoFileLocation)
+            or stored is None
+            or location.access_hash != stored.access_hash
+            or (isinstance(location, types.InputPhotoFileLocation) and thumb not in stored.thumb_sizes)
+        ):
+            raise _RpcFailure(400, "LOCATION_INVALID")
+        if location.file_reference != stored.file_reference:
+            raise _RpcFailure(400, "FILE_REFERENCE_EXPIRED")
+        if req.offset < 0 or req.offset % _FILE_PART_ALIGN:
+            raise _RpcFailure(400, "OFFSET_INVALID")
+        crosses = req.offset // _FILE_PART_MAX != (req.offset + req.limit - 1) // _FILE_PART_MAX
+        if req.limit <= 0 or req.limit % _FILE_PART_ALIGN or _FILE_PART_MAX % req.limit or crosses:
+            raise _RpcFailure(400, "LIMIT_INVALID")
+        self.file_requests.append((location.id, req.offset, req.limit))
+        part = stored.data[req.offset : req.offset + req.limit]
+        return types.upload.File(type=types.storage.FileUnknown(), mtime=0, bytes=part)
+
+    def _invite(self, invite: str) -> tuple[_ChatState | _ChannelState, bool]:
+        found = self._invites.get(invite)
+        if found is None:
+            raise _RpcFailure(400, "INVITE_HASH_INVALID")
+        return found
+
+    def _h_check_chat_invite(self, link: Link, req: Any) -> Any:
+        st, request_needed = self._invite(req.hash)
+        if self._is_member(st):
+            return types.ChatInviteAlready(chat=self._channel_tl(st) if isinstance(st, _ChannelState) else st.tl)
+        channel = isinstance(st, _ChannelState)
+        return types.ChatInvite(
+            title=st.tl.title,
+            photo=types.PhotoEmpty(id=0),
+            participants_count=len(st.members),
+            color=0,
+            channel=channel or None,
+            broadcast=(channel and bool(st.tl.broadcast)) or None,
+            megagroup=(channel and bool(st.tl.megagroup)) or None,
+            public=bool(getattr(st.tl, "username", None)) or None,
+            request_needed=request_needed or None,
+        )
+
+    def _h_import_chat_invite(self, link: Link, req: Any) -> Any:
+        st, request_needed = self._invite(req.hash)
+        if self._is_member(st):
+            raise _RpcFailure(400, "USER_ALREADY_PARTICIPANT")
+        if request_needed:
+            if isinstance(st, _ChannelState) and self.me.id not in st.join_requests:
+                st.join_requests.append(self.me.id)
+            raise _RpcFailure(400, "INVITE_REQUEST_SENT")
+        if isinstance(st, _ChannelState):
+            return self._join(st)
+        st.members.append(self.me.id)
+        st.tl.participants_count = len(st.members)
+        return types.Updates(updates=[], users=[], chats=[st.tl], date=self._now(), seq=0)
 
     def _h_resolve_username(self, link: Link, req: Any) -> Any:
         st = self._usernames.get(req.username.lstrip("@").lower())

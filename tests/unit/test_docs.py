@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import runpy
 from pathlib import Path
 
 from emitter.codec import MESSAGE_SCHEMA_FILE, PREVIOUS_SCHEMA_DIR, Schema
+from emitter.tgdata import TgData
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,3 +38,13 @@ def test_readme_schema_versions_name_each_fingerprint() -> None:
     assert len(files) >= 2
     for file in files:
         assert f"`{Schema.load(file).fingerprint.hex()}`" in section, file.name
+
+
+def test_readme_lists_every_public_tgdata_call() -> None:
+    """Each public method of TgData is named in README's library section."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Using it as a library: `TgData`", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    calls = [name for name, value in vars(TgData).items() if callable(value) and not name.startswith("_")]
+    assert len(calls) > 10
+    missing = [name for name in calls if not re.search(rf"(`|tg\.){name}[`(]", section)]
+    assert missing == []

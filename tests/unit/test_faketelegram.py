@@ -1114,6 +1114,84 @@ async def test_an_unjoined_private_channel_answers_channel_private(fake: FakeTel
     assert not fake.is_joined(private)
 
 
+async def test_get_file_serves_parts_with_telegrams_alignment_rules(fake: FakeTelegram, connect: Connect) -> None:
+    """upload.getFile returns the file's bytes part by part and refuses misaligned parts and stale references."""
+    data = bytes(range(256)) * 40
+    media = fake.add_file(data, mime_type="text/plain", file_name="a.txt")
+    doc = media.document
+    client = await connect()
+
+    def location(reference: bytes = doc.file_reference) -> Any:
+        return types.InputDocumentFileLocation(doc.id, doc.access_hash, reference, thumb_size="")
+
+    first = await client(functions.upload.GetFileRequest(location(), offset=0, limit=4096))
+    rest = await client(functions.upload.GetFileRequest(location(), offset=4096, limit=8192))
+    assert first.bytes + rest.bytes == data
+    assert await client.download_media(media, file=bytes) == data
+    bad = [
+        (location(b"old"), 0, 4096, errors.FileReferenceExpiredError),
+        (location(), 100, 4096, errors.OffsetInvalidError),
+        (location(), 0, 5000, errors.LimitInvalidError),
+        (location(), (1 << 20) - 4096, 8192, errors.LimitInvalidError),  # crosses a 1 MB boundary
+        (types.InputDocumentFileLocation(doc.id + 1, 0, b"", ""), 0, 4096, errors.LocationInvalidError),
+    ]
+    for loc, offset, limit, error in bad:
+        with pytest.raises(error):
+            await client(functions.upload.GetFileRequest(loc, offset=offset, limit=limit))
+
+
+async def test_invite_links_preview_and_join(fake: FakeTelegram, connect: Connect) -> None:
+    """checkChatInvite previews a group the account is not in and shows it once joined by importChatInvite."""
+    family = fake.add_chat("Family")
+    secret = fake.add_channel("Secret", joined=False)
+    client = await connect()
+    invite = fake.invite_link(secret).rsplit("+", 1)[1]
+    preview = await client(functions.messages.CheckChatInviteRequest(invite))
+    assert isinstance(preview, types.ChatInvite)
+    assert (preview.title, preview.channel, preview.broadcast, preview.public) == ("Secret", True, True, False)
+    assert not fake.is_joined(secret)
+    joined = await client(functions.messages.ImportChatInviteRequest(invite))
+    assert isinstance(joined, types.Updates) and fake.is_joined(secret)
+    already = await client(functions.messages.CheckChatInviteRequest(invite))
+    assert isinstance(already, types.ChatInviteAlready) and already.chat.id == secret.id
+    with pytest.raises(errors.UserAlreadyParticipantError):
+        await client(functions.messages.ImportChatInviteRequest(invite))
+    family_invite = fake.invite_link(family).rsplit("+", 1)[1]
+    assert isinstance(await client(functions.messages.CheckChatInviteRequest(family_invite)), types.ChatInviteAlready)
+    with pytest.raises(errors.InviteHashInvalidError):
+        await client(functions.messages.CheckChatInviteRequest("nothing"))
+
+
+async def test_join_channel_with_approval_files_a_request(fake: FakeTelegram, connect: Connect) -> None:
+    """A channel with join requests answers INVITE_REQUEST_SENT and keeps the account out until approved."""
+    club = fake.add_channel("Club", username="club", megagroup=True, joined=False, join_request=True)
+    client = await connect()
+    entity = await client.get_entity("@club")
+    assert entity.join_request and entity.left
+    with pytest.raises(errors.InviteRequestSentError):
+        await client(functions.channels.JoinChannelRequest(entity))
+    assert not fake.is_joined(club)
+    fake.approve_join(club)
+    assert fake.is_joined(club)
+    with pytest.raises(errors.UserAlreadyParticipantError):
+        await client(functions.channels.JoinChannelRequest(entity))
+
+
+async def test_full_channel_names_the_linked_discussion_group_both_ways(fake: FakeTelegram, connect: Connect) -> None:
+    """After link_discussion each side's getFullChannel has the other's id, its entity and the description."""
+    news = fake.add_channel("News", username="news", about="All the news")
+    chat = fake.add_channel("News chat", username="newschat", megagroup=True)
+    fake.link_discussion(news, chat)
+    client = await connect()
+    full = await client(functions.channels.GetFullChannelRequest(await client.get_input_entity("@news")))
+    back = await client(functions.channels.GetFullChannelRequest(await client.get_input_entity("@newschat")))
+    assert (full.full_chat.linked_chat_id, full.full_chat.about) == (chat.id, "All the news")
+    assert back.full_chat.linked_chat_id == news.id
+    assert chat.id in [c.id for c in full.chats] and all(c.has_link for c in full.chats)
+    with pytest.raises(TypeError):
+        fake.link_discussion(chat, news)
+
+
 async def test_join_channel_joins_and_updates_start(fake: FakeTelegram, connect: Connect) -> None:
     """channels.JoinChannel answers Updates with the joined channel; live posts then arrive; twice is an error."""
     public = fake.add_channel("Public", username="public", joined=False)

@@ -126,15 +126,22 @@ async def test_get_messages_of_a_group_names_senders_and_replies(tg: TgData, fak
 @pytest.mark.parametrize(
     ("window", "expected"),
     [
-        ({"limit": 10}, list(range(1, 11))),
+        # a limit alone: the newest `limit`, as tgdata answers it; more than there are: all of them
+        ({"limit": 10}, list(range(242, 252))),
+        ({"limit": 1000}, list(range(1, 252))),
         ({"after_id": 240}, list(range(241, 252))),
+        # from an after_id or a start_date: the first `limit` after it
         ({"after_id": 100, "limit": 5}, list(range(101, 106))),
         # naive datetimes are UTC; message i (id i + 2) is dated T_START + i minutes
         ({"start_date": NAIVE_3AM, "end_date": T_START + timedelta(hours=3, minutes=4)}, [182, 183, 184, 185, 186]),
+        ({"start_date": NAIVE_3AM, "limit": 3}, [182, 183, 184]),
+        # an end_date with a limit: the newest `limit` sent at or before it (end_date is inclusive)
+        ({"end_date": T_START + timedelta(hours=3, minutes=4), "limit": 3}, [184, 185, 186]),
+        ({"end_date": T_START + timedelta(hours=3, minutes=4, seconds=30), "limit": 3}, [184, 185, 186]),
     ],
 )
 async def test_get_messages_window(tg: TgData, window: dict[str, Any], expected: list[int]) -> None:
-    """limit, after_id and start/end dates bound the ascending walk."""
+    """limit, after_id and start/end dates bound the ascending walk; a limit alone takes the newest."""
     frame = await tg.get_messages("@news", **window)
     assert frame["MessageId"].tolist() == expected
 
@@ -144,8 +151,8 @@ async def test_get_messages_without_pandas_gives_dicts(tg: TgData, monkeypatch: 
     without_pandas(monkeypatch)
     rows = await tg.get_messages("@news", limit=3)
     assert isinstance(rows, list)
-    assert [r["MessageId"] for r in rows] == [1, 2, 3]
-    assert rows[1]["Date"] == T_START
+    assert [r["MessageId"] for r in rows] == [249, 250, 251]
+    assert rows[1]["Date"] == T_START + timedelta(minutes=248)
     assert rows[1]["Date"].tzinfo is UTC
 
 
@@ -231,7 +238,7 @@ async def test_export_csv_and_json(
     """Exports write one record per row with ISO dates and empty values for missing ones."""
     if not frames:
         without_pandas(monkeypatch)
-    rows = await tg.get_messages("@news", limit=3)
+    rows = await tg.get_messages("@news", limit=3, after_id=0)  # the first three
     tg.export_messages(rows, tmp_path / "m.csv")
     tg.export_messages(rows, tmp_path / "m.json", format="json")
     with (tmp_path / "m.csv").open(encoding="utf-8") as f:

@@ -158,5 +158,5 @@ def test_fastapi_app_serves_messages(fake: FakeTelegram) -> None:
 
     with TestClient(fastapi_app.create_app(TgData(client=fake.client()))) as http:
         assert http.get("/groups").json()[0]["Username"] == "@news"
-        assert [m["MessageId"] for m in http.get("/groups/news/messages?limit=3").json()] == [1, 2, 3]
+        assert [m["MessageId"] for m in http.get("/groups/news/messages?limit=3").json()] == [119, 120, 121]
         assert http.get(f"/groups/{fake.peer_id('@news')}/count").json() == {"count": 121}
