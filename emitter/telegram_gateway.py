@@ -428,7 +428,8 @@ class RequestGateway:
         Telethon's own FloodWait sleeping is switched off (`flood_sleep_threshold = 0`): it sleeps each wait
         in every waiting task and wakes them together, which is the herd Telegram punishes; here a wait
         holds one kind and releases its requests one at a time. Its own retries of 500s are switched off
-        too (`request_retries = 1`): they re-send behind the pacing's back.
+        too (`request_retries = 0`: one attempt per call; Telethon counts retries after the first, so 1 meant
+        two attempts): they re-send behind the pacing's back, and the gateway retries transient errors paced.
         """
         if self._client is client:
             return
@@ -437,8 +438,8 @@ class RequestGateway:
         inner = client._call
         self._client, self._inner = client, inner
         client.flood_sleep_threshold = 0
-        # Telethon re-sends a failed request up to `request_retries` times inside one `_call`, unpaced.
-        client._request_retries = 1
+        # Telethon re-sends a failed request `request_retries` more times inside one `_call`, unpaced.
+        client._request_retries = 0
 
         async def call(sender: Any, request: Any, ordered: bool = False, flood_sleep_threshold: Any = None) -> Any:
             return await self.call(sender, request, ordered)

@@ -237,7 +237,7 @@ async def test_attaching_takes_flood_sleeping_away_from_telethon() -> None:
     clock = ScaledClock(200)
     gw, client = gateway(clock)
     assert client.flood_sleep_threshold == 0
-    assert client._request_retries == 1
+    assert client._request_retries == 0
     gw.detach()
     assert "_call" not in vars(client)
 
