@@ -59,6 +59,7 @@ from telethon.tl.functions.messages import (
     GetMessagesRequest,
     ImportChatInviteRequest,
 )
+from telethon.tl.functions.updates import GetStateRequest
 
 from emitter.config_hooks import ConnectionEngine, IniConnectionEngine
 from emitter.cursor import NEVER_WALKED, GroupCursor
@@ -663,6 +664,40 @@ class TgData:
                 self.gateway.detach()
                 if self._saved_client_options is not None:
                     client.flood_sleep_threshold, client._request_retries = self._saved_client_options
+
+    def get_account_health(self, account_id: int | None = None) -> dict[str, Any] | None:
+        """The account's health as this TgData has seen it, or None before it made any request.
+
+        No I/O (tgdata's semantics): the state the request gateway derived from every answer so far (ok,
+        waiting, lost access, restricted, logged out, banned), as `/readyz` shows it. `account_id` is
+        accepted for tgdata's signature; one TgData serves one account.
+        """
+        del account_id
+        gateway = getattr(self._client, "_emitter_gateway", None) or self.gateway
+        if not any(gateway.stats.requests.values()):
+            return None  # nothing observed yet: unknown, not ok
+        return gateway.account_health().as_dict(time.time())
+
+    async def health_check(self) -> dict[str, Any]:
+        """Ask Telegram whether the session is alive: one paced `updates.getState`; never raises for Telegram.
+
+        Returns:
+            `{"timestamp", "logged_in", "errors", "health"}`: `logged_in` is True only when Telegram
+            answered; a logout or a ban is named in `errors` (`logged out (AUTH_KEY_UNREGISTERED)`);
+            `health` is `get_account_health()` after the check.
+        """
+        status: dict[str, Any] = {"timestamp": time.time(), "logged_in": False, "errors": []}
+        try:
+            client = await self.connect()
+            async with self._paced(client):
+                await client(GetStateRequest())
+            status["logged_in"] = True
+        except (errors.RPCError, FatalError, ConnectionError, ValueError) as e:
+            health = self.get_account_health()
+            state = health["state"] if health else "error"
+            status["errors"].append(f"{state} ({type(e).__name__}: {e})")
+        status["health"] = self.get_account_health()
+        return status
 
     async def get_group_profile(self, target: str | int, *, account_id: int | None = None) -> GroupProfile:
         """A group's full metadata: description, member and online counts, and its linked chat.

@@ -319,3 +319,19 @@ async def test_the_health_callback_hears_a_ban_found_at_connect(fake: FakeTelegr
         await tg.list_groups()
     await tg.close()
     assert [c.state for c in calls] == [AccountState.BANNED]
+
+
+async def test_health_check_asks_telegram_and_get_account_health_reports_without_io(fake: FakeTelegram) -> None:
+    """tgdata's two health calls: None before any request; ok after a check Telegram answered; a logout named."""
+    client = fake.client()
+    tg = TgData(client=client)
+    assert tg.get_account_health() is None
+    first = await tg.health_check()
+    assert (first["logged_in"], first["errors"], first["health"]["state"]) == (True, [], "ok")
+    sent = fake.count()
+    assert tg.get_account_health() == first["health"] and fake.count() == sent  # no I/O
+    fake.kill_session(client, message="AUTH_KEY_UNREGISTERED")
+    second = await tg.health_check()
+    assert second["logged_in"] is False
+    assert second["health"]["state"] == "logged out" and second["errors"][0].startswith("logged out")
+    await tg.close()
