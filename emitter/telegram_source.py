@@ -160,7 +160,6 @@ class TelegramSource(Service):
         self._transport = (True, time.monotonic())
         self.budget = ReadBudget(read_budget)
         """Messages backfill walks may read per rolling day (the account's; sweeps and live do not spend it)."""
-        self._epoch = time.time() - timer.monotonic()
         self._starved: set[int] = set()
         """Groups whose backfill walk stopped because the read budget was spent."""
 
@@ -274,7 +273,7 @@ class TelegramSource(Service):
 
     def now(self) -> float:
         """Unix seconds on the source's timer (the read budget's clock: a scaled timer runs its day faster)."""
-        return self._epoch + self.timer.monotonic()
+        return self.timer.time()
 
     async def _watch(self) -> None:
         """Notice a session Telegram ended and the transport's real state (sampled once a second)."""

@@ -1,0 +1,97 @@
+"""The read budget against the fake Telegram and the real broker, its day run on a scaled clock.
+
+A backfill stops where the budget is spent and the group goes on publishing live messages; a restart keeps
+the spending (it travels in the cursors); the backfill resumes once the oldest reads leave the window.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from emitter.clock import ScaledClock
+from emitter.read_budget import BUCKET, WINDOW
+from emitter.settings import Settings
+from tests.faketelegram import FakeTelegram, wait_until
+from tests.integration.telegram_harness import emitter, published
+
+pytestmark = pytest.mark.integration
+
+SPEED = 4000
+"""A day and an hour (the longest a spent budget waits) pass in about 22 s."""
+BUDGET = 1000
+HISTORY = 5000
+QUIET = {"sweep_interval": 6 * 3600.0, "heartbeat_interval": 6 * 3600.0}
+"""Sweeps and heartbeats on Telegram's hours, not every few real milliseconds at this speed."""
+
+
+def phase(run: Any, gid: int) -> dict[str, Any]:
+    """The group's entry in the source's /readyz status (empty until it is resolved)."""
+    assert not run.task.done(), run.task
+    group: dict[str, Any] = run.source.status()["groups"].get(str(gid), {})
+    return group
+
+
+async def new_by_source(settings: Settings, gid: int) -> Counter[tuple[int, str]]:
+    """(message id, source) of the group's NEW records, counted."""
+    return Counter((m, src) for g, kind, m, src in await published(settings) if g == gid and kind == "NEW")
+
+
+async def backfilled(settings: Settings, gid: int) -> list[int]:
+    """Ids of the group's NEW records a backfill walk published, ascending."""
+    return sorted(m for m, src in (await new_by_source(settings, gid)).elements() if src == "BACKFILL")
+
+
+async def test_a_spent_budget_pauses_the_backfill_lets_live_through_and_resumes_after_the_day(
+    settings: Settings,
+) -> None:
+    """A budget of 1,000 stops a 5,000-message backfill at 1,000 (also across a restart), live messages are
+    published during the pause, readiness holds and says when it resumes, and after the window it reads on."""
+    clock = ScaledClock(SPEED)
+    fake = FakeTelegram(seed=15, monotonic=clock.monotonic)
+    group = fake.add_channel("Big", username="big", megagroup=True)
+    fake.post_many(group, HISTORY)
+    gid = fake.peer_id(group)
+    history = fake.message_ids(group)
+    spent_at = 0.0
+
+    async with emitter(fake, settings, ["@big"], timer=clock, read_budget=BUDGET, **QUIET) as run:
+        await wait_until(lambda: phase(run, gid).get("state") == "backfill paused", within=60, message="the pause")
+        spent_at = clock.time()
+        status = phase(run, gid)
+        assert "read budget" in status["reason"]
+        assert "resumes_at" in status
+        assert run.source.status()["read_budget"]["left"] == 0
+        assert run.source.problems() == []
+        for i in range(5):
+            fake.post(group, f"live {i}")
+        live = fake.message_ids(group)[-5:]
+
+        async def live_published() -> bool:
+            got = await new_by_source(settings, gid)
+            return all((m, "LIVE") in got for m in live)
+
+        await wait_until(live_published, within=30, interval=0.3, message="live messages during the pause")
+        assert phase(run, gid).get("state") == "backfill paused"
+        assert await backfilled(settings, gid) == history[:BUDGET]
+
+    # The spending is in the committed cursors: a restart (a new session) does not start a fresh day.
+    async with emitter(fake, settings, ["@big"], timer=clock, read_budget=BUDGET, **QUIET) as run:
+        await wait_until(lambda: phase(run, gid).get("state") == "backfill paused", within=30, message="paused again")
+        assert await backfilled(settings, gid) == history[:BUDGET]
+
+        async def resumed() -> bool:
+            return len(await backfilled(settings, gid)) > BUDGET
+
+        await wait_until(resumed, within=(WINDOW + BUCKET) / SPEED + 60, interval=0.2, message="the resume")
+        resumed_after = clock.time() - spent_at
+
+    got = await new_by_source(settings, gid)
+    assert max(got.values()) == 1, "every message once"
+    walked = await backfilled(settings, gid)
+    assert walked == history[: len(walked)]
+    assert BUDGET < len(walked) <= 2 * BUDGET, "a second day reads no more than a day's budget"
+    assert resumed_after >= WINDOW
+    print(f"read budget: paused at {BUDGET} of {HISTORY}, resumed after {resumed_after / 3600:.1f} h (scaled)")
