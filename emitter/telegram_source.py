@@ -452,6 +452,8 @@ class TelegramSource(Service):
             _iso(resume) if resume is not None else "now",
             extra={"group_id": gid},
         )
+        if resume is not None:
+            yield Page(state.group, [], peer=state.peer, paused_until=resume)
         loop = asyncio.get_running_loop()
         heartbeat = self.timer.to_real(self.heartbeat_interval)
         last_page = loop.time()

@@ -14,6 +14,7 @@ import pytest
 from emitter.clock import ScaledClock
 from emitter.read_budget import BUCKET, WINDOW
 from emitter.settings import Settings
+from emitter.telegram_gateway import RequestGateway
 from tests.faketelegram import FakeTelegram, wait_until
 from tests.integration.telegram_harness import emitter, published
 
@@ -65,6 +66,8 @@ async def test_a_spent_budget_pauses_the_backfill_lets_live_through_and_resumes_
         assert "resumes_at" in status
         assert run.source.status()["read_budget"]["left"] == 0
         assert run.source.problems() == []
+        assert run.monitor.ready
+        assert run.monitor.progress.get(run.source.live.followed[gid].group).paused_until is not None
         for i in range(5):
             fake.post(group, f"live {i}")
         live = fake.message_ids(group)[-5:]
@@ -95,3 +98,37 @@ async def test_a_spent_budget_pauses_the_backfill_lets_live_through_and_resumes_
     assert BUDGET < len(walked) <= 2 * BUDGET, "a second day reads no more than a day's budget"
     assert resumed_after >= WINDOW
     print(f"read budget: paused at {BUDGET} of {HISTORY}, resumed after {resumed_after / 3600:.1f} h (scaled)")
+
+
+async def test_a_paused_backfill_gives_back_its_slot_so_queued_groups_publish_live(settings: Settings) -> None:
+    """With one backfill slot, the group that spent the budget gives the slot back: the group queued behind it
+    pauses too (nothing left to read) and publishes its live messages instead of waiting a day in the queue."""
+    clock = ScaledClock(SPEED)
+    fake = FakeTelegram(seed=16, monotonic=clock.monotonic)
+    big = fake.add_channel("Big", username="big", megagroup=True)
+    small = fake.add_channel("Small", username="small", megagroup=True)
+    fake.post_many(big, 300)
+    fake.post_many(small, 50)
+    gids = [fake.peer_id(big), fake.peer_id(small)]
+    gateway = RequestGateway(backfill_concurrency=1, clock=clock)
+    async with emitter(
+        fake, settings, ["@big", "@small"], timer=clock, gateway=gateway, read_budget=100, **QUIET
+    ) as run:
+        await wait_until(
+            lambda: all(phase(run, g).get("state") in ("backfill paused", "following") for g in gids),
+            within=60,
+            message="both groups out of the backfill queue",
+        )
+        states = {phase(run, g)["state"] for g in gids}
+        for g in (big, small):
+            fake.post(g, "live")
+        live = {fake.peer_id(g): fake.message_ids(g)[-1] for g in (big, small)}
+
+        async def live_published() -> bool:
+            got = Counter((g, m, src) for g, kind, m, src in await published(settings) if kind == "NEW")
+            return all((g, m, "LIVE") in got for g, m in live.items())
+
+        await wait_until(live_published, within=30, interval=0.3, message="live messages of both groups")
+        assert "backfill paused" in states
+        assert sum([len(await backfilled(settings, g)) for g in gids]) == 100
+        print(f"one slot, budget 100: group states {sorted(states)}")
