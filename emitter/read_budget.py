@@ -78,9 +78,16 @@ class ReadBudget:
         return self.limit > 0
 
     def restore(self, stored: Mapping[int, Spending], now: float) -> None:
-        """Take the spending the committed cursors hold (at start: a restart does not reset the budget)."""
+        """Take the spending the committed cursors hold (at start: a restart does not reset the budget).
+
+        A stored bucket is an earlier snapshot of the same count, so the larger of the two wins: restoring
+        twice, or after reads this run made, counts nothing twice.
+        """
         for gid, spent in stored.items():
-            self.spending[gid] = _merge((*pruned(spent, now), *self.spending.get(gid, ())))
+            mine = dict(self.spending.get(gid, ()))
+            for start, n in pruned(spent, now):
+                mine[start] = max(n, mine.get(start, 0))
+            self.spending[gid] = tuple(sorted(mine.items()))
 
     def left(self, now: float) -> int:
         """Messages that may still be read at `now` (a large number when unlimited)."""

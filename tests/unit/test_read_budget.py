@@ -67,6 +67,15 @@ def test_a_restart_restores_the_stored_spending_without_what_expired() -> None:
     assert budget.of(1, T0 + 60) == ((int(T0), 300),)
 
 
+def test_restoring_again_counts_nothing_twice() -> None:
+    """The cursors restored a second time, or after this run read more, leave the larger count per bucket."""
+    budget = ReadBudget(1000)
+    budget.restore({1: ((int(T0), 300),)}, T0 + 60)
+    budget.take(1, T0 + 70, 50)
+    budget.restore({1: ((int(T0), 300),)}, T0 + 80)
+    assert budget.of(1, T0 + 80) == ((int(T0), 350),)
+
+
 def test_no_budget_is_unlimited() -> None:
     """A limit of 0 never stops reading."""
     budget = ReadBudget(0)
