@@ -472,6 +472,7 @@ class TelegramSource(Service):
             async for page in self._changes(state, cursor):
                 last_page = loop.time()
                 yield page
+            self._phase(state.group, "backfill paused")  # a rescan ends by saying "following"
             if loop.time() - last_page >= heartbeat:
                 last_page = loop.time()
                 yield self._live_page(state, [], heartbeat=int(time.time() * 1000))

@@ -6,6 +6,7 @@ the spending (it travels in the cursors); the backfill resumes once the oldest r
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -20,8 +21,11 @@ from tests.integration.telegram_harness import emitter, published
 
 pytestmark = pytest.mark.integration
 
-SPEED = 4000
-"""A day and an hour (the longest a spent budget waits) pass in about 22 s."""
+SPEED = 1000
+"""A day and an hour (the longest a spent budget waits) pass in about 90 s: the live check and a restart on a
+loaded machine fit well inside the day (the test fails, saying so, if the restart outlasts it)."""
+FAST = 4000
+"""For the test that restarts nothing."""
 BUDGET = 1000
 HISTORY = 5000
 QUIET = {"sweep_interval": 6 * 3600.0, "heartbeat_interval": 6 * 3600.0}
@@ -61,6 +65,8 @@ async def test_a_spent_budget_pauses_the_backfill_lets_live_through_and_resumes_
     async with emitter(fake, settings, ["@big"], timer=clock, read_budget=BUDGET, **QUIET) as run:
         await wait_until(lambda: phase(run, gid).get("state") == "backfill paused", within=60, message="the pause")
         spent_at = clock.time()
+        resume_at = run.source.budget.resumes_at(spent_at)
+        assert resume_at is not None
         status = phase(run, gid)
         assert "read budget" in status["reason"]
         assert "resumes_at" in status
@@ -81,9 +87,15 @@ async def test_a_spent_budget_pauses_the_backfill_lets_live_through_and_resumes_
         assert await backfilled(settings, gid) == history[:BUDGET]
 
     # The spending is in the committed cursors: a restart (a new session) does not start a fresh day.
+    stopped = time.monotonic()
     async with emitter(fake, settings, ["@big"], timer=clock, read_budget=BUDGET, **QUIET) as run:
-        await wait_until(lambda: phase(run, gid).get("state") == "backfill paused", within=30, message="paused again")
+        await wait_until(
+            lambda: phase(run, gid).get("state") == "backfill paused", within=WINDOW / SPEED, message="paused again"
+        )
+        restart = time.monotonic() - stopped
+        assert clock.time() < resume_at, "the restart took longer than the budget's day (scaled): test too slow"
         assert await backfilled(settings, gid) == history[:BUDGET]
+        assert run.source.budget.resumes_at(clock.time()) == resume_at
 
         async def resumed() -> bool:
             return len(await backfilled(settings, gid)) > BUDGET
@@ -97,13 +109,16 @@ async def test_a_spent_budget_pauses_the_backfill_lets_live_through_and_resumes_
     assert walked == history[: len(walked)]
     assert BUDGET < len(walked) <= 2 * BUDGET, "a second day reads no more than a day's budget"
     assert resumed_after >= WINDOW
-    print(f"read budget: paused at {BUDGET} of {HISTORY}, resumed after {resumed_after / 3600:.1f} h (scaled)")
+    print(
+        f"read budget: paused at {BUDGET} of {HISTORY}, resumed after {resumed_after / 3600:.1f} h (scaled); "
+        f"the restart took {restart:.1f} s"
+    )
 
 
 async def test_a_paused_backfill_gives_back_its_slot_so_queued_groups_publish_live(settings: Settings) -> None:
     """With one backfill slot, the group that spent the budget gives the slot back: the group queued behind it
     pauses too (nothing left to read) and publishes its live messages instead of waiting a day in the queue."""
-    clock = ScaledClock(SPEED)
+    clock = ScaledClock(FAST)
     fake = FakeTelegram(seed=16, monotonic=clock.monotonic)
     big = fake.add_channel("Big", username="big", megagroup=True)
     small = fake.add_channel("Small", username="small", megagroup=True)
