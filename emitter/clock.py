@@ -27,6 +27,10 @@ class Clock(Protocol):
         """How many real seconds `seconds` of this clock's time take (for timeouts on events)."""
         ...
 
+    def time(self) -> float:
+        """Unix seconds on this clock (what budgets kept across restarts are dated by)."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -42,6 +46,10 @@ class SystemClock:
     def to_real(self, seconds: float) -> float:
         """The same seconds."""
         return seconds
+
+    def time(self) -> float:
+        """`time.time()`."""
+        return time.time()
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -63,6 +71,7 @@ class ScaledClock:
             raise ValueError(f"speed must be positive, got {speed!r}")
         self.speed = speed
         self._origin = time.monotonic()
+        self._epoch = time.time()
 
     def monotonic(self) -> float:
         """Scaled seconds since the clock was made."""
@@ -75,6 +84,10 @@ class ScaledClock:
     def to_real(self, seconds: float) -> float:
         """`seconds` divided by the speed."""
         return max(0.0, seconds) / self.speed
+
+    def time(self) -> float:
+        """The real time the clock was made, plus its scaled seconds since (one day passes in 1/speed)."""
+        return self._epoch + self.monotonic()
 
     def __repr__(self) -> str:
         return f"ScaledClock(speed={self.speed!r})"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from emitter.digest import EMPTY, Digest
+from emitter.read_budget import Spending
 
 Ranges = tuple[tuple[int, int], ...]
 """Sorted, disjoint, non-adjacent inclusive id ranges."""
@@ -102,6 +103,9 @@ class GroupCursor:
     """When the source last said the group is alive (Unix ms), written even while the group is quiet."""
     last_event: int | None = None
     """When the newest published message was sent (Unix ms)."""
+    reads: Spending = ()
+    """Messages backfill walks of this group read, in hourly buckets (`emitter.read_budget`): stored with the
+    cursor so the account's rolling read budget survives restarts."""
 
     def is_published(self, msg_id: int) -> bool:
         """Whether a NEW event for `msg_id` was already published (so another one would duplicate)."""
@@ -180,6 +184,8 @@ class GroupCursor:
             doc["hb"] = self.heartbeat
         if self.last_event is not None:
             doc["last"] = self.last_event
+        if self.reads:
+            doc["reads"] = [list(b) for b in self.reads]
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -208,6 +214,7 @@ class GroupCursor:
                 EMPTY if digest is None else Digest.from_text(str(digest)),
                 _opt_int(doc.get("hb")),
                 _opt_int(doc.get("last")),
+                tuple((int(start), int(n)) for start, n in doc.get("reads", ())),
             )
         except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a cursor record: {e}") from e

@@ -215,6 +215,8 @@ class Monitor:
         fills = sum(1 for e in events if e.source is Source.SWEEP and e.event_type is EventType.NEW)
         if fills:
             self.metrics.gap_fills.labels(gid).inc(fills)
+        if page.paused_until is not None:
+            self.progress.pause(page.group, page.paused_until)
         if page.total is not None:
             self.progress.set_total(page.group, page.total)
             self.metrics.backfill_total.labels(gid).set(page.total)

@@ -23,6 +23,8 @@ class GroupProgress:
     done: int = 0
     total: int | None = None
     started: float = field(default_factory=time.monotonic)
+    paused_until: float | None = None
+    """While the backfill waits for the read budget: when it resumes (Unix seconds)."""
 
     def rate(self, now: float | None = None) -> float:
         """Committed messages per second since the backfill began."""
@@ -56,6 +58,13 @@ class ProgressBoard:
         if total is not None:
             self.get(group).total = total
 
+    def pause(self, group: Group, until: float) -> None:
+        """The group's backfill waits until `until` (Unix seconds); tell the listeners."""
+        p = self.get(group)
+        p.paused_until = until
+        for listener in self.listeners:
+            listener(p)
+
     def committed(self, batch: Batch) -> None:
         """Count the batch's backfilled NEW events and tell the listeners."""
         touched: dict[int, GroupProgress] = {}
@@ -63,6 +72,7 @@ class ProgressBoard:
             if e.event_type is EventType.NEW and e.source in BACKFILL_SOURCES:
                 p = self.get(e.group)
                 p.done += 1
+                p.paused_until = None  # backfilled again: the pause is over
                 touched[e.group.id] = p
         for p in touched.values():
             for listener in self.listeners:

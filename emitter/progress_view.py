@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
@@ -54,4 +55,8 @@ class ProgressView:
         if task is None:
             name = p.group.title or str(p.group.id)
             task = self._tasks[p.group.id] = self._progress.add_task(name, total=p.total, rate=0.0)
-        self._progress.update(task, completed=p.done, total=p.total, rate=p.rate())
+        name = p.group.title or str(p.group.id)
+        if p.paused_until is not None:
+            when = datetime.fromtimestamp(p.paused_until).astimezone().strftime("%Y-%m-%d %H:%M")
+            name = f"{name} (read budget spent: resumes {when})"
+        self._progress.update(task, description=name, completed=p.done, total=p.total, rate=p.rate())

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from emitter.cursor import GroupCursor, PeerRef
+from emitter.read_budget import Spending
 from emitter.records import Group, MessageEvent
 
 
@@ -46,6 +47,11 @@ class Page:
     """The account box's date at `pts` (basic groups)."""
     heartbeat: int | None = None
     """Set (Unix ms) on the pages a quiet group yields to say it is alive; the cursor records it."""
+    paused_until: float | None = None
+    """Set on the empty page a backfill yields when it pauses (the read budget is spent): when it resumes,
+    Unix seconds, for the progress board."""
+    reads: Spending | None = None
+    """The group's read-budget spending once this page is published (backfill pages under a budget)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,11 @@ class TelegramSettings(_Section):
     unreachable_after: float = Field(
         default=60.0, gt=0, description="Seconds Telegram may be unreachable before /readyz says not ready."
     )
+    read_budget_per_day: int = Field(
+        default=0,
+        ge=0,
+        description="Messages backfill walks may read per rolling 24 h, kept in the cursors (0: unlimited).",
+    )
     stall_after: float = Field(
         default=900.0, gt=0, description="Seconds a group behind may go without progress before not ready."
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import time
@@ -35,6 +36,7 @@ from emitter.digest import DEFAULT_LIMIT
 from emitter.errors import ConfigError, FatalError
 from emitter.lifecycle import Service
 from emitter.protocols import CursorView, Page, Window
+from emitter.read_budget import ReadBudget, Spending
 from emitter.records import Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
 from emitter.settings import TelegramSettings
 from emitter.sweep import chunks, holes_to_fetch, proven_to
@@ -125,6 +127,7 @@ class TelegramSource(Service):
         live_buffer_bytes: int = DEFAULT_LIVE_BUFFER_BYTES,
         positions: bool = True,
         health_callback: HealthCallback | None = None,
+        read_budget: int = 0,
     ) -> None:
         self.client = client
         self.tracer = tracer or default_tracer()
@@ -165,6 +168,10 @@ class TelegramSource(Service):
         self._stopping = False
         self._watcher: asyncio.Task[None] | None = None
         self._transport = (True, time.monotonic())
+        self.budget = ReadBudget(read_budget)
+        """Messages backfill walks may read per rolling day (the account's; sweeps and live do not spend it)."""
+        self._starved: set[int] = set()
+        """Groups whose backfill walk stopped because the read budget was spent."""
 
     def __repr__(self) -> str:
         return f"TelegramSource(groups={self.specs!r})"
@@ -201,6 +208,7 @@ class TelegramSource(Service):
             rescan_window=settings.rescan_window,
             rescan_on_start=settings.rescan_on_start,
             live_buffer_bytes=settings.live_buffer_bytes,
+            read_budget=settings.read_budget_per_day,
             **kwargs,
         )
 
@@ -276,6 +284,11 @@ class TelegramSource(Service):
     def remember(self, committed: Mapping[int, GroupCursor]) -> None:
         """The committed cursors: their stored peers spare resolving groups again."""
         self._stored = dict(committed)
+        self.budget.restore({gid: cur.reads for gid, cur in committed.items() if cur.reads}, self.now())
+
+    def now(self) -> float:
+        """Unix seconds on the source's timer (the read budget's clock: a scaled timer runs its day faster)."""
+        return self.timer.time()
 
     async def _watch(self) -> None:
         """Notice a session Telegram ended and the transport's real state (sampled once a second)."""
@@ -407,24 +420,80 @@ class TelegramSource(Service):
             # Before the walk: changes made during it are then either in what it reads or after the position.
             if self.positions:
                 await self._position(state, cursor)
-            self._phase(state.group, "queued for backfill")
-            async with self.gateway.backfill_slot():
-                self._phase(state.group, "backfilling")
-                while True:
-                    moved: Group | None = None
-                    async for page in self._walk(state, cursor, Source.BACKFILL, window):
+            read = 0
+            while True:
+                self._phase(state.group, "queued for backfill")
+                async with self.gateway.backfill_slot():
+                    self._phase(state.group, "backfilling")
+                    while True:
+                        moved: Group | None = None
+                        async for page in self._walk(state, cursor, Source.BACKFILL, window):
+                            read += len(page.events)
+                            yield page
+                            moved = page.moved_to
+                        if moved is None:
+                            break
+                        # The supergroup's own history starts again at id 1: walk all of it.
+                        state, window, read = await self._switch_to(state, moved.id), None, 0
+                if state.group.id not in self._starved:
+                    break
+                # The slot is given back while waiting: other groups' walks starve at once and publish live.
+                with requests_for(state.group.id, Priority.SWEEP):  # what it asks is follow work
+                    async for page in self._budget_pause(state, cursor):
                         yield page
-                        moved = page.moved_to
-                    if moved is None:
-                        break
-                    # The supergroup's own history starts again at id 1: walk all of it.
-                    state, window = await self._switch_to(state, moved.id), None
+                # The walk goes on from the cursor, for what is left of the window's limit.
+                if window is not None and window.limit is not None:
+                    window = dataclasses.replace(window, limit=window.limit - read)
         if not self.follow:
             self._phase(state.group, "done")
             return
         with requests_for(state.group.id, Priority.SWEEP):
             async for page in self._follow(state, cursor):
                 yield page
+
+    async def _budget_pause(self, state: Followed, cursor: CursorView) -> AsyncIterator[Page]:
+        """Publish the group's live changes while its backfill waits for the read budget to come back.
+
+        No sweep: it would walk the same unread history from the cursor, outside the budget. Catch-ups and rescans read
+        changes, not the backlog, and go on. It ends with nothing queued, so the walk that follows may claim
+        the group's position (every change up to it is then published or in what the walk reads).
+        """
+        gid = state.group.id
+        self._phase(state.group, "backfill paused")
+        resume = self.budget.resumes_at(self.now())
+        log.warning(
+            "group %d: the read budget of %d messages a day is spent: backfill paused until %s (live continues)",
+            gid,
+            self.budget.limit,
+            _iso(resume) if resume is not None else "now",
+            extra={"group_id": gid},
+        )
+        if resume is not None:
+            yield Page(state.group, [], peer=state.peer, paused_until=resume)
+        loop = asyncio.get_running_loop()
+        heartbeat = self.timer.to_real(self.heartbeat_interval)
+        last_page = loop.time()
+        while True:
+            self._check_fatal()
+            resume = self.budget.resumes_at(self.now())
+            if resume is None and not state.queue:
+                break
+            until = heartbeat if resume is None else self.timer.to_real(resume - self.now())
+            live = await self._next_live(state, max(0.0, min(until, last_page + heartbeat - loop.time())), sweeps=False)
+            self._check_fatal()
+            if live:
+                self.note_progress(state.group)
+                last_page = loop.time()
+                yield self._live_page(state, live)
+            async for page in self._changes(state, cursor):
+                last_page = loop.time()
+                yield page
+            self._phase(state.group, "backfill paused")  # a rescan ends by saying "following"
+            if loop.time() - last_page >= heartbeat:
+                last_page = loop.time()
+                yield self._live_page(state, [], heartbeat=int(time.time() * 1000))
+        self._starved.discard(gid)
+        log.info("group %d: the read budget has room again: backfill resumes", gid, extra={"group_id": gid})
 
     async def _position(self, state: Followed, cursor: CursorView) -> None:
         """Where the group's changes stand: the stored position (to catch up from), else Telegram's now."""
@@ -468,18 +537,35 @@ class TelegramSource(Service):
         # A backfill page may claim the position taken before the walk: every change up to it is in what the
         # walk reads. Not a sweep's: live events admitted beyond it may still sit in the queue.
         page = _PageBuilder(self, state, source, state.pts if source is Source.BACKFILL else None)
+        budgeted = source is Source.BACKFILL and self.budget.limited
+        if budgeted:
+            self._starved.discard(state.group.id)
+            allowance = self.budget.left(self.now())
+            if allowance <= 0:
+                self._starved.add(state.group.id)
+                return
+            # Ask Telegram for no more than may be read: a page fetched but not published would be read unpaid.
+            remaining = allowance if remaining is None else min(remaining, allowance)
         client = await self._history_client() if source is Source.BACKFILL else self.client
         # Pacing is the gateway's: Telethon's own wait between pages would only add to it.
-        history = client.iter_messages(state.entity, min_id=start, reverse=True, wait_time=0, offset_date=offset_date)
+        history = client.iter_messages(
+            state.entity, min_id=start, reverse=True, wait_time=0, offset_date=offset_date, limit=remaining
+        )
         async for message in history:
             self._check_fatal()
             if window.end_date is not None and message.date > window.end_date:
                 break
             page.add(map_message(message, state.group, source=source, ingest_time=self._clock()), message.id)
             page.total = history.total
+            if budgeted:
+                self.budget.take(state.group.id, self.now())
             moved = _migrated_to(message)
             if moved is not None:
                 yield page.take(moved_to=await self._group_of(moved))
+                return
+            if budgeted and self.budget.left(self.now()) <= 0:
+                self._starved.add(state.group.id)
+                yield page.take()
                 return
             if remaining is not None:
                 remaining -= 1
@@ -551,9 +637,10 @@ class TelegramSource(Service):
         interval = self.unjoined_sweep_interval if state.unjoined else self.sweep_interval
         return self.timer.to_real(interval)
 
-    async def _next_live(self, state: Followed, max_wait: float) -> list[MessageEvent]:
-        """Live events queued for the group, waiting up to `max_wait` s for the first (or a sweep request)."""
-        if not state.queue and not state.sweep_now.is_set() and not _changes_wanted(state):
+    async def _next_live(self, state: Followed, max_wait: float, *, sweeps: bool = True) -> list[MessageEvent]:
+        """Live events queued for the group, waiting up to `max_wait` s for the first (or a sweep request,
+        unless `sweeps` is off: a pending one then waits for later)."""
+        if not state.queue and not (sweeps and state.sweep_now.is_set()) and not _changes_wanted(state):
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives
             # as the event fires, and the feeder would then never stop.
             with contextlib.suppress(TimeoutError):
@@ -621,7 +708,19 @@ class TelegramSource(Service):
             "flood_waits": [
                 {"kind": h.kind.value, "method": h.method, "seconds": h.seconds} for h in self.gateway.holds()
             ],
+            **self._budget_status(),
         }
+
+    def _budget_status(self) -> dict[str, Any]:
+        """The read budget's line of /readyz (absent when there is none)."""
+        if not self.budget.limited:
+            return {}
+        now = self.now()
+        resume = self.budget.resumes_at(now)
+        out: dict[str, Any] = {"limit": self.budget.limit, "left": self.budget.left(now)}
+        if resume is not None:
+            out["resumes_at"] = _iso(resume)
+        return {"read_budget": out}
 
     def _group_status(self, state: Followed) -> dict[str, Any]:
         gid = state.group.id
@@ -638,6 +737,11 @@ class TelegramSource(Service):
             out.update(state="retrying", reason=retrying)
         if state.unjoined:
             out["unjoined"] = True
+        if progress.phase == "backfill paused":
+            resume = self.budget.resumes_at(self.now())
+            out["reason"] = f"read budget of {self.budget.limit} messages a day spent"
+            if resume is not None:
+                out["resumes_at"] = _iso(resume)
         return out
 
     def problems(self) -> list[str]:
@@ -654,6 +758,7 @@ class TelegramSource(Service):
         elif not up and now - since > self.unreachable_after:
             out.append(f"Telegram unreachable for {now - since:.0f} s")
         for gid, progress in self._progress.items():
+            # A backfill paused for the read budget is not stalled: it waits by design, and says till when.
             behind = progress.phase in ("backfilling", "sweeping", "resolving")
             if behind and now - progress.last_progress > self.stall_after:
                 out.append(f"group {gid} made no progress for {now - progress.last_progress:.0f} s")
@@ -719,7 +824,15 @@ class _PageBuilder:
             peer=self.state.peer,
             pts=self.pts,
             pts_date=self.state.pts_date if self.pts is not None else None,
+            reads=self._reads(group),
         )
+
+    def _reads(self, group: Group) -> Spending | None:
+        """The group's budget spending for its cursor (backfill pages under a budget only)."""
+        budget = self.source.budget
+        if self.kind is not Source.BACKFILL or not budget.limited:
+            return None
+        return budget.of(group.id, self.source.now())
 
 
 def _changes_wanted(state: Followed) -> bool:

@@ -172,6 +172,8 @@ def _positioned(
         updates["pts_date"] = page.pts_date
     if page.heartbeat is not None:
         updates["heartbeat"] = page.heartbeat
+    if page.reads is not None:
+        updates["reads"] = page.reads
     if last_date is not None:
         ms = int(last_date.timestamp() * 1000)
         if cur.last_event is None or ms > cur.last_event:

@@ -66,6 +66,13 @@ def test_bytes_roundtrip_keeps_every_field() -> None:
     assert GroupCursor.from_bytes(GroupCursor(5).to_bytes()) == GroupCursor(5)
 
 
+def test_bytes_roundtrip_keeps_the_read_budget_spending() -> None:
+    """A cursor's read-budget buckets survive the cursor topic, so a restart does not reset the budget."""
+    cur = GroupCursor(-1001, cursor=42, reads=((1_700_000_400, 300), (1_700_004_000, 700)))
+    assert b'"reads":[[1700000400,300],[1700004000,700]]' in cur.to_bytes()
+    assert GroupCursor.from_bytes(cur.to_bytes()).reads == cur.reads
+
+
 @pytest.mark.parametrize("raw", [b"", b"{}", b'{"v": 99, "group_id": 1, "cursor": 1}', b"[1,2]", b"not json"])
 def test_garbage_is_not_a_cursor(raw: bytes) -> None:
     """Anything but a cursor document raises ValueError instead of restoring a wrong position."""

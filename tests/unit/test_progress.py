@@ -6,8 +6,10 @@ from rich.console import Console
 
 from emitter.demo_source import DemoSource, demo_group
 from emitter.monitor import Monitor
-from emitter.progress import GroupProgress
+from emitter.progress import GroupProgress, ProgressBoard
 from emitter.progress_view import ProgressView
+from emitter.protocols import Batch
+from emitter.records import EventType, MessageEvent, Source, utc_now
 from emitter.testing import MemorySink
 
 
@@ -30,3 +32,22 @@ def test_rate_and_eta_follow_from_counts() -> None:
     assert p.rate(now=20.0) == 10.0
     assert p.eta(now=20.0) == 30.0
     assert GroupProgress(demo_group(1), done=5, total=None, started=0.0).eta(now=1.0) is None
+
+
+def test_a_paused_backfill_shows_when_it_resumes_until_it_backfills_again() -> None:
+    """A read-budget pause marks the group's progress with its resume time; the bar says so; backfilled
+    messages clear it."""
+    board = ProgressBoard()
+    group = demo_group(1)
+    seen: list[float | None] = []
+    board.listeners.append(lambda p: seen.append(p.paused_until))
+    console = Console(record=True, force_terminal=True, width=160, color_system=None)
+    with ProgressView(board, console):
+        board.pause(group, 1_800_000_000.0)
+    assert seen[0] == 1_800_000_000.0
+    assert "read budget spent: resumes" in console.export_text()
+    event = MessageEvent(
+        event_type=EventType.NEW, group=group, message_id=1, source=Source.BACKFILL, ingest_time=utc_now()
+    )
+    board.committed(Batch([event], {}))
+    assert board.get(group).paused_until is None
