@@ -479,13 +479,8 @@ class TelegramSource(Service):
             if resume is None and not state.queue:
                 break
             until = heartbeat if resume is None else self.timer.to_real(resume - self.now())
-            live = await self._next_live(state, max(0.0, min(until, last_page + heartbeat - loop.time())), sweeps=False)
-            self._check_fatal()
-            if live:
-                self.note_progress(state.group)
-                last_page = loop.time()
-                yield self._live_page(state, live)
-            async for page in self._changes(state, cursor):
+            wait = max(0.0, min(until, last_page + heartbeat - loop.time()))
+            async for page in self._live_and_changes(state, cursor, wait, sweeps=False):
                 last_page = loop.time()
                 yield page
             self._phase(state.group, "backfill paused")  # a rescan ends by saying "following"
@@ -590,13 +585,7 @@ class TelegramSource(Service):
         while True:
             self._check_fatal()
             wait = max(0.0, min(next_sweep, last_page + heartbeat) - loop.time())
-            live = await self._next_live(state, wait)
-            self._check_fatal()
-            if live:
-                self.note_progress(state.group)
-                last_page = loop.time()
-                yield self._live_page(state, live)
-            async for page in self._changes(state, cursor):
+            async for page in self._live_and_changes(state, cursor, wait):
                 last_page = loop.time()
                 yield page
             timed = loop.time() >= next_sweep
@@ -615,6 +604,20 @@ class TelegramSource(Service):
             elif loop.time() - last_page >= heartbeat:
                 last_page = loop.time()
                 yield self._live_page(state, [], heartbeat=int(time.time() * 1000))
+
+    async def _live_and_changes(
+        self, state: Followed, cursor: CursorView, wait: float, *, sweeps: bool = True
+    ) -> AsyncIterator[Page]:
+        """One turn of a following group: the live events that arrive within `wait` real seconds as one page,
+        then the catch-ups, reaction reads and rescans its state asks for (`sweeps=False`: a pending sweep request
+        does not cut the wait short, since no sweep may run while the backfill is paused)."""
+        live = await self._next_live(state, wait, sweeps=sweeps)
+        self._check_fatal()
+        if live:
+            self.note_progress(state.group)
+            yield self._live_page(state, live)
+        async for page in self._changes(state, cursor):
+            yield page
 
     def _live_page(self, state: Followed, events: list[MessageEvent], heartbeat: int | None = None) -> Page:
         return Page(state.group, events, peer=state.peer, pts=state.pts, pts_date=state.pts_date, heartbeat=heartbeat)
