@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from emitter.clock import ScaledClock
 from emitter.protocols import Batch
-from emitter.records import Change, EventType
+from emitter.records import EventType
 from emitter.settings import Settings
 from reliability.common import (
     SPEED,
@@ -44,6 +44,7 @@ from reliability.common import (
     sigkill,
     topics_of,
 )
+from tests.change_world import Key, change_kind, flat, make_changes, three_groups
 from tests.faketelegram import FakeTelegram
 
 KINDS: Final = ("EDIT", "DELETE", "REACTIONS")
@@ -55,51 +56,11 @@ RESTART_WITHIN: Final = 90.0
 GRACE: Final = 5.0
 """Seconds past `emitter.drain_timeout` the parent waits for a SIGTERMed child to exit."""
 
-Key = tuple[int, str]
-"""(group id, change kind): a consumer's change records are counted per group and kind."""
-
 
 def _world(seed: int) -> tuple[FakeTelegram, list[Any], list[str | int]]:
-    """A broadcast channel, a supergroup and a basic group whose ids the account's private chats share."""
     fake = FakeTelegram(seed=seed, monotonic=ScaledClock(SPEED).monotonic)
-    channel = fake.add_channel("News", username="news")
-    supergroup = fake.add_channel("Talk", username="talk", megagroup=True)
-    basic = fake.add_chat("Family")
-    friend = fake.add_user("Bob")
-    for g in (channel, supergroup):
-        fake.post_many(g, HISTORY)
-    for _ in range(4):
-        fake.post_many(basic, HISTORY // 4)
-        fake.post_many(friend, 5)
-    chats = [channel, supergroup, basic]
-    return fake, chats, ["@news", "@talk", fake.peer_id(basic)]
-
-
-def _make_changes(
-    fake: FakeTelegram, chats: Sequence[Any], plan: Mapping[str, int], rng: random.Random
-) -> dict[Key, list[int]]:
-    """The planned changes, spread round-robin over the groups, each on a distinct message of the newest `POOL`;
-    made without pushing updates (nobody is listening). Returns the changed ids per (group, kind)."""
-    pools = {fake.peer_id(c): fake.message_ids(c)[-POOL:] for c in chats}
-    made: dict[Key, list[int]] = defaultdict(list)
-    for kind, total in plan.items():
-        for n in range(total):
-            chat = chats[n % len(chats)]
-            gid = fake.peer_id(chat)
-            msg_id = pools[gid].pop(rng.randrange(len(pools[gid])))
-            if kind == "EDIT":
-                fake.edit(chat, msg_id, f"edited while away {n}", push=False)
-            elif kind == "DELETE":
-                fake.delete(chat, [msg_id], push=False)
-            else:
-                fake.react(chat, msg_id, {"👍": rng.randint(1, 9), "🔥": rng.randint(1, 9)}, push=False)
-            made[(gid, kind)].append(msg_id)
-    return dict(made)
-
-
-def _kind(event_type: str, change: str) -> str:
-    """EDIT, DELETE or REACTIONS (an EDIT whose change is REACTIONS), as a consumer tells them apart."""
-    return "REACTIONS" if event_type == EventType.EDIT and change == Change.REACTIONS else str(event_type)
+    chats, groups = three_groups(fake, HISTORY)
+    return fake, chats, groups
 
 
 async def _wait_committed(settings: Settings, last: Mapping[int, int], proc: BaseProcess, within: float) -> None:
@@ -160,15 +121,16 @@ def _round(broker: Broker, row: Row, how: str, plan: Mapping[str, int], seed: in
     if how == "SIGTERM":
         row.check("SIGTERM: the child drained and exited 0 within emitter.drain_timeout", drained)
     backfilled = {p: fake.message_ids(p) for p in peers}
-    expected = _make_changes(fake, chats, plan, random.Random(seed))  # noqa: S311 - reproducible test data
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data
+    expected = make_changes(fake, chats, plan, rng, pool=POOL, push=False)
     committed: set[tuple[int, str, int]] = set()
 
     def on_commit(batch: Batch) -> None:
         for e in batch.events:
             if e.event_type is not EventType.NEW:
-                committed.add((e.group.id, _kind(e.event_type, e.change), e.message_id))
+                committed.add((e.group.id, change_kind(e.event_type, e.change), e.message_id))
 
-    wanted = {(g, kind, i) for (g, kind), ids in expected.items() for i in ids}
+    wanted = flat(expected)
     monitor = asyncio.run(
         finish_when(
             fake,
@@ -187,7 +149,7 @@ def _round(broker: Broker, row: Row, how: str, plan: Mapping[str, int], seed: in
     for c in consumed:
         r = c.record()
         if r["event_type"] != EventType.NEW:
-            got[(r["group"]["id"], _kind(r["event_type"], r["change"]))].append(r["message_id"])
+            got[(r["group"]["id"], change_kind(r["event_type"], r["change"]))].append(r["message_id"])
     for key in expected.keys() | got.keys():
         row.tally.add(expected.get(key, ()), got.get(key, []))
     news = new_ids_by_group(consumed)

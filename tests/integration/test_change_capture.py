@@ -20,6 +20,7 @@ from emitter.clock import ScaledClock
 from emitter.settings import Settings
 from emitter.telegram_client import client_options
 from emitter.telegram_gateway import RequestGateway
+from tests.change_world import change_kind, flat, make_changes, three_groups
 from tests.faketelegram import FakeTelegram, wait_until
 from tests.integration.kafka_read import read_committed
 from tests.integration.telegram_harness import SPEED, emitter
@@ -38,13 +39,11 @@ def changes_of(recs: list[dict[str, Any]]) -> Counter[tuple[int, str, int]]:
 
     The tests make no change before the moment they test, so every change record is one of theirs (an index
     into the records would not do: a consumer reads partitions in no order across groups)."""
-    out: Counter[tuple[int, str, int]] = Counter()
-    for r in recs:
-        if r["event_type"] == "NEW":
-            continue
-        kind = "REACTIONS" if r["event_type"] == "EDIT" and r["change"] == "REACTIONS" else r["event_type"]
-        out[(r["group"]["id"], kind, r["message_id"])] += 1
-    return out
+    return Counter(
+        (r["group"]["id"], change_kind(r["event_type"], r["change"]), r["message_id"])
+        for r in recs
+        if r["event_type"] != "NEW"
+    )
 
 
 def positioned(run: Any, gid: int) -> bool:
@@ -53,51 +52,13 @@ def positioned(run: Any, gid: int) -> bool:
     return state is not None and state.pts is not None and not state.catch_up
 
 
-def three_groups(fake: FakeTelegram, history: int) -> list[Any]:
-    """A broadcast channel, a supergroup and a basic group (whose ids the account's private chats share)."""
-    channel = fake.add_channel("News", username="news")
-    supergroup = fake.add_channel("Talk", username="talk", megagroup=True)
-    basic = fake.add_chat("Family")
-    friend = fake.add_user("Bob")
-    for g in (channel, supergroup):
-        fake.post_many(g, history)
-    for _ in range(4):
-        fake.post_many(basic, history // 4)
-        fake.post_many(friend, 5)
-    return [channel, supergroup, basic]
-
-
-def specs(fake: FakeTelegram, groups: list[Any]) -> list[str | int]:
-    return ["@news", "@talk", fake.peer_id(groups[2])]
-
-
-def make_changes(fake: FakeTelegram, groups: list[Any], rng: random.Random, *, push: bool) -> set[tuple[int, str, int]]:
-    """200 edits, 100 deletes and 50 reaction changes over the three groups' newest 400 messages."""
-    expected: set[tuple[int, str, int]] = set()
-    plan = {"EDIT": 200, "DELETE": 100, "REACTIONS": 50}
-    pools = {fake.peer_id(g): fake.message_ids(g)[-400:] for g in groups}
-    for kind, total in plan.items():
-        for n in range(total):
-            g = groups[n % 3]
-            gid = fake.peer_id(g)
-            msg_id = pools[gid].pop(rng.randrange(len(pools[gid])))
-            if kind == "EDIT":
-                fake.edit(g, msg_id, f"edited {n}", push=push)
-            elif kind == "DELETE":
-                fake.delete(g, [msg_id], push=push)
-            else:
-                fake.react(g, msg_id, {"👍": rng.randint(1, 9)}, push=push)
-            expected.add((gid, kind, msg_id))
-    return expected
-
-
 async def test_changes_made_while_stopped_are_published_once_after_a_restart(settings: Settings) -> None:
     """Stopped (drained like SIGTERM), 350 changes in 3 groups, restarted on a new session: each once, typed."""
     clock = ScaledClock(SPEED)
     fake = FakeTelegram(seed=12, monotonic=clock.monotonic)
-    groups = three_groups(fake, 800)
+    groups, specs = three_groups(fake, 800)
     before = {fake.peer_id(g): fake.message_ids(g)[-1] for g in groups}
-    async with emitter(fake, settings, specs(fake, groups), timer=clock, gateway=RequestGateway(clock=clock)) as run:
+    async with emitter(fake, settings, specs, timer=clock, gateway=RequestGateway(clock=clock)) as run:
         await wait_until(
             lambda: all(run.monitor.tracker.cursor(g).cursor >= last for g, last in before.items()),
             within=120,
@@ -105,10 +66,11 @@ async def test_changes_made_while_stopped_are_published_once_after_a_restart(set
             message="the first emitter did not backfill",
         )
         await wait_until(lambda: all(positioned(run, g) for g in before), within=60, interval=0.1)
-    expected = make_changes(fake, groups, random.Random(12), push=False)
+    plan = {"EDIT": 200, "DELETE": 100, "REACTIONS": 50}
+    expected = flat(make_changes(fake, groups, plan, random.Random(12), pool=400, push=False))
 
     client = fake.client(fake.new_session().save(), **client_options())
-    async with emitter(fake, settings, specs(fake, groups), client=client, timer=clock) as run:
+    async with emitter(fake, settings, specs, client=client, timer=clock) as run:
 
         async def all_there() -> bool:
             return set(changes_of(await records(settings))) >= expected
