@@ -228,7 +228,7 @@ class MediaDownload:
                     raise MediaDownloadError(
                         f"file {self.file.file_id}: file reference still expired after {stale - 1} refetch(es)"
                     ) from e
-                gone = await self._fresh_reference()
+                gone = await self._fresh_reference(self._refetch)
                 if gone is not None:
                     return gone
                 continue
@@ -270,12 +270,11 @@ class MediaDownload:
             raise MediaDownloadError(f"file {self.file.file_id}: Telegram answered {type(result).__name__}")
         return bytes(result.bytes)
 
-    async def _fresh_reference(self) -> Gone | None:
+    async def _fresh_reference(self, refetch: Refetch) -> Gone | None:
         """Take the file reference of the message as Telegram has it now; `Gone` if it has none any more."""
-        assert self._refetch is not None
         self.refetches += 1
-        log.info("file reference of file %d expired at byte %d: fetching its message again", self.file.file_id, self.offset)
-        message = await self._refetch()
+        log.info("file reference of file %d expired at byte %d: fetching the message", self.file.file_id, self.offset)
+        message = await refetch()
         if message is None or isinstance(message, types.MessageEmpty):
             return Gone("the message was deleted")
         fresh = file_location(getattr(message, "media", None))

@@ -252,6 +252,10 @@ class _File:
     dc_id: int = 0
     references: int = 1
     """How many file references the file has had."""
+    served: int = 0
+    """Parts served so far."""
+    expire_after: int | None = None
+    """Expire the reference once this many parts were served (`expire_file_reference(after_parts=...)`)."""
 
 
 _FILE_PART_MAX = 1 << 20
@@ -376,6 +380,8 @@ class FakeTelegram:
         """(monotonic time, request key) of every request received, rate-limited or not."""
         self.omitted_ids: list[tuple[int, int]] = []
         """(marked peer id, message id) of every existing message a getMessages answer left out."""
+        self.connections_opened = 0
+        """Connections clients opened (a reconnect opens one more)."""
         self.transport_errors: list[int] = []
         """Transport error codes sent instead of answers (e.g. -404 for an unknown auth key)."""
         self.response_log: list[tuple[str, str]] = []
@@ -851,10 +857,17 @@ class FakeTelegram:
         )
         return types.MessageMediaDocument(document=stored.tl)
 
-    def expire_file_reference(self, file_id: int) -> bytes:
+    def expire_file_reference(self, file_id: int, *, after_parts: int = 0) -> bytes | None:
         """Give a file a new file reference, as Telegram does after a while: the old one then gets
-        FILE_REFERENCE_EXPIRED, and messages holding the file carry the new one. Returns the new one."""
+        FILE_REFERENCE_EXPIRED, and messages holding the file carry the new one. Returns the new one.
+
+        after_parts: instead of now, once upload.getFile has served this many more parts of the file (in
+            the middle of a download); returns None then.
+        """
         stored = self._files[file_id]
+        if after_parts:
+            stored.expire_after = stored.served + after_parts
+            return None
         stored.references += 1
         stored.file_reference = f"ref{file_id}.{stored.references}".encode()
         stored.tl.file_reference = stored.file_reference
@@ -1424,6 +1437,7 @@ class FakeTelegram:
             self._refuse -= 1
             raise ConnectionRefusedError("FakeTelegram refused the connection")
         link = Link(sender)
+        self.connections_opened += 1
         key = link.auth_key
         if (
             self.detect_duplicate_sessions
@@ -2066,6 +2080,10 @@ class FakeTelegram:
             raise _RpcFailure(400, "LIMIT_INVALID")
         self.file_requests.append((location.id, req.offset, req.limit))
         part = stored.data[req.offset : req.offset + req.limit]
+        stored.served += 1
+        if stored.expire_after is not None and stored.served >= stored.expire_after:
+            stored.expire_after = None
+            self.expire_file_reference(location.id)
         return types.upload.File(type=types.storage.FileUnknown(), mtime=0, bytes=part)
 
     def _invite(self, invite: str) -> tuple[_ChatState | _ChannelState, bool]:
