@@ -14,6 +14,9 @@ DOC = types.Document(
 )
 
 
+POLL = types.Poll(1, types.TextWithEntities("q?", []), [], hash=0)
+
+
 def photo(*sizes: Any) -> Any:
     return types.MessageMediaPhoto(photo=types.Photo(9, 10, b"p", None, list(sizes), dc_id=4))
 
@@ -22,7 +25,7 @@ def photo(*sizes: Any) -> Any:
     "media",
     [
         types.MessageMediaWebPage(webpage=types.WebPageEmpty(id=1)),
-        types.MessageMediaPoll(poll=types.Poll(1, types.TextWithEntities("q?", []), [], hash=0), results=types.PollResults()),
+        types.MessageMediaPoll(poll=POLL, results=types.PollResults()),
         types.MessageMediaGeo(geo=types.GeoPoint(1.0, 2.0, 3)),
         types.MessageMediaContact("1555", "A", "B", "", 0),
         types.MessageMediaPhoto(photo=types.PhotoEmpty(id=1)),
