@@ -955,23 +955,22 @@ class TgData:
                     result = await MediaDownload(client, media, Path(spool_dir) / "file", refetch=refetch).run()
                     if isinstance(result, Downloaded):
                         return await asyncio.to_thread(result.path.read_bytes)
-                log.info("media of message %d of group %d is gone: %s", message_id, group.id, result.reason)
-                return None
-            stem = f"{tl_utils.resolve_id(group.id)[0]}_{message_id}"
-            existing = _downloaded(directory, stem)
-            if existing is not None:
-                return existing
-            final = directory / f"{stem}{tl_utils.get_extension(media)}"
-            spool = final.with_name(final.name + _SPOOL_SUFFIX)
-            result = await MediaDownload(client, media, spool, refetch=refetch).run()
-            if not isinstance(result, Downloaded):
-                log.info("media of message %d of group %d is gone: %s", message_id, group.id, result.reason)
-                return None
-            result.path.replace(final)
-            return str(final)
+            else:
+                stem = f"{tl_utils.resolve_id(group.id)[0]}_{message_id}"
+                existing = _downloaded(directory, stem)
+                if existing is not None:
+                    return existing
+                final = directory / f"{stem}{tl_utils.get_extension(media)}"
+                spool = final.with_name(final.name + _SPOOL_SUFFIX)
+                result = await MediaDownload(client, media, spool, refetch=refetch).run()
+                if isinstance(result, Downloaded):
+                    result.path.replace(final)
+                    return str(final)
         except (RPCError, OSError, ValueError, MediaDownloadError) as e:
             log.warning("media of message %d of group %d could not be downloaded: %s", message_id, group.id, e)
             return None
+        log.info("media of message %d of group %d is gone: %s", message_id, group.id, result.reason)
+        return None
 
     @staticmethod
     async def _messages_by_id(client: TelegramClient, group: Group, ids: Sequence[int]) -> dict[int, Any]:
