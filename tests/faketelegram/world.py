@@ -29,7 +29,9 @@ No kinder than Telegram, by default (README.md beside this file lists each behav
 * a channel more than ``channel_difference_limit`` pts behind gets ChannelDifferenceTooLong;
 * channels the account has not joined push nothing and are readable only when public;
 * sessions die by RPC error or by the transport's -404 (`kill_session`), and a key used from two
-  places at once is revoked with AUTH_KEY_DUPLICATED.
+  places at once is revoked with AUTH_KEY_DUPLICATED;
+* upload.getFile keeps Telegram's part rules and its own flood limit, file references expire
+  (`expire_file_reference`), and connections can die mid-request (``fake.faults.cut_connection``).
 """
 
 from __future__ import annotations
