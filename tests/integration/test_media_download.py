@@ -108,13 +108,17 @@ async def test_a_30_mb_document_arrives_byte_identical_one_request_per_part(
 async def test_a_flood_wait_mid_file_resumes_at_the_same_offset(
     fake: FakeTelegram, client: TelegramClient, gateway: RequestGateway, tmp_path: Path
 ) -> None:
-    """A FLOOD_WAIT after the 10th part is held by the gateway; the download goes on at part 11, none read twice."""
+    """A 90 s FLOOD_WAIT after the 10th part (past Telethon's 60 s threshold) is held by the gateway, which
+    reports the account waiting; the download goes on at part 11, none read twice."""
     message = await read(client, post_file(fake, BIG).id)
     file_id = message.media.document.id
-    fake.faults.flood_wait_file(file_id, 30, after_parts=10)
+    fake.faults.flood_wait_file(file_id, 90, after_parts=10)
+    states: list[str] = []
+    gateway.add_health_listener(lambda health: states.append(health.state.value))
     result = await download_media(client, message.media, tmp_path / "big.part")
-    assert [f.message for f in fake.faults.fired] == ["FLOOD_WAIT_30"]
+    assert [f.message for f in fake.faults.fired] == ["FLOOD_WAIT_90"]
     assert gateway.stats.flood_waits["upload.GetFile"] == 1
+    assert "waiting" in states
     assert offsets(fake, file_id) == parts(len(BIG))
     assert same_bytes(result, BIG)
 
@@ -200,6 +204,32 @@ async def test_a_spool_file_left_by_an_earlier_attempt_is_continued(
     assert again == list(range(again[0], len(BIG), MB))
     assert same_bytes(result, BIG)
     assert isinstance(result, Downloaded) and result.sha256 == BIG_SHA
+
+
+async def test_a_finished_spool_file_asks_telegram_nothing(
+    fake: FakeTelegram, client: TelegramClient, tmp_path: Path
+) -> None:
+    """A spool file holding the whole file is taken as it is: the same sha256, no getFile."""
+    data = random.Random(8).randbytes(3 * MB + 11)
+    message = await read(client, post_file(fake, data).id)
+    first = await download_media(client, message.media, tmp_path / "f.part")
+    asked = fake.count("upload.GetFile")
+    again = await download_media(client, message.media, tmp_path / "f.part")
+    assert again == first
+    assert fake.count("upload.GetFile") == asked == 4
+
+
+async def test_a_spool_file_longer_than_the_file_is_started_again(
+    fake: FakeTelegram, client: TelegramClient, tmp_path: Path
+) -> None:
+    """A spool file longer than Telegram's file cannot be a part of it: it is emptied and the file read whole."""
+    data = random.Random(9).randbytes(2 * MB)
+    message = await read(client, post_file(fake, data).id)
+    spool = tmp_path / "f.part"
+    spool.write_bytes(b"x" * (3 * MB))
+    result = await download_media(client, message.media, spool)
+    assert same_bytes(result, data)
+    assert offsets(fake, message.media.document.id) == [0, MB]
 
 
 async def test_an_expired_reference_refetches_the_message_once_and_continues(
