@@ -210,18 +210,33 @@ class MediaDownload:
         self._hasher: Any = None
         self.refetches = 0
         """How often the message was fetched again for a fresh file reference."""
+        self._running = False
 
     def __repr__(self) -> str:
         return f"MediaDownload(file={self.file.file_id}, offset={self.offset}, size={self.file.size})"
 
     async def run(self) -> Downloaded | Gone:
         """Download the rest of the file; the whole file's path, sha256 and size, or `Gone`."""
+        if self._running:
+            raise RuntimeError(f"{self!r} is already running: one run() at a time")
+        self._running = True
+        try:
+            return await self._run()
+        finally:
+            self._running = False
+
+    async def _run(self) -> Downloaded | Gone:
         self._check_dc()
         await self._resume()
         stale = 0
         while not self._complete():
             try:
                 part = await self._part()
+            except errors.FileMigrateError as e:
+                raise ForeignDcError(
+                    f"file {self.file.file_id} lives on DC {e.new_dc}, not the client's: "
+                    "downloads from another data centre are not supported"
+                ) from e
             except (errors.FileReferenceExpiredError, errors.FilerefUpgradeNeededError) as e:
                 stale += 1
                 if self._refetch is None or stale > _MAX_REFETCHES:

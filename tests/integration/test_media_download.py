@@ -300,3 +300,14 @@ async def test_a_file_on_another_data_centre_is_refused_before_any_request(
     with pytest.raises(ForeignDcError, match=rf"DC {fake.dc_id + 2}, the client on DC {fake.dc_id}"):
         await download_media(client, message.media, tmp_path / "far.part")
     assert fake.count("upload.GetFile") == 0
+
+
+async def test_a_file_telegram_says_is_elsewhere_is_refused_with_its_dc(
+    fake: FakeTelegram, client: TelegramClient, tmp_path: Path
+) -> None:
+    """A file whose media claims the client's DC but lives on another gets FILE_MIGRATE: ForeignDcError, no retry."""
+    message = await read(client, post_file(fake, b"x" * 5000, dc_id=fake.dc_id + 1).id)
+    message.media.document.dc_id = fake.dc_id  # a stale dc_id: only Telegram's answer tells
+    with pytest.raises(ForeignDcError, match=rf"lives on DC {fake.dc_id + 1}, not the client's"):
+        await download_media(client, message.media, tmp_path / "far.part")
+    assert fake.count("upload.GetFile") == 1
