@@ -311,3 +311,14 @@ async def test_a_file_telegram_says_is_elsewhere_is_refused_with_its_dc(
     with pytest.raises(ForeignDcError, match=rf"lives on DC {fake.dc_id + 1}, not the client's"):
         await download_media(client, message.media, tmp_path / "far.part")
     assert fake.count("upload.GetFile") == 1
+
+
+async def test_one_download_runs_once_at_a_time(fake: FakeTelegram, client: TelegramClient, tmp_path: Path) -> None:
+    """A second run() while the first still runs is refused: two writers would interleave the spool file."""
+    message = await read(client, post_file(fake, BIG).id)
+    download = MediaDownload(client, message.media, tmp_path / "big.part")
+    first = asyncio.create_task(download.run())
+    await wait_until(lambda: bool(fake.file_requests), within=30)
+    with pytest.raises(RuntimeError, match="already running"):
+        await download.run()
+    assert same_bytes(await first, BIG)
