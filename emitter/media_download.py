@@ -22,7 +22,8 @@ Data centres: Telethon sends getFile for a file on another DC through a sender i
 there), and follows `FILE_MIGRATE_X` the same way. The in-process Telegram the tests run against serves
 one DC only (its files live on the world's DC; it has no second DC to connect to and no authorization
 export), so that path could not be tested here: this module downloads from the client's own DC and refuses
-a file whose `dc_id` names another one with `ForeignDcError`, before sending anything. No CDN either: the
+a file whose `dc_id` names another one with `ForeignDcError`, before sending anything (and the same error
+when Telegram answers `FILE_MIGRATE_X` to a `dc_id` that was stale). No CDN either: the
 requests do not set `cdn_supported`, so Telegram answers from its own servers.
 """
 
