@@ -38,6 +38,7 @@ import inspect
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -64,6 +65,7 @@ from telethon.tl.functions.updates import GetStateRequest
 from emitter.config_hooks import ConnectionEngine, IniConnectionEngine
 from emitter.cursor import NEVER_WALKED, GroupCursor
 from emitter.errors import ConfigError, FatalError, SourceError
+from emitter.media_download import Downloaded, MediaDownload, MediaDownloadError, file_location, message_refetcher
 from emitter.message_batch import MAX_BATCH_MESSAGES, MAX_MESSAGE_ID, BatchFormatError, MessageBatch
 from emitter.progress import ProgressBoard, ProgressCallback
 from emitter.progress_view import ProgressView
@@ -252,9 +254,13 @@ def _group_row(group: GroupMetadata) -> Row:
     }
 
 
+_SPOOL_SUFFIX: Final = ".part"
+"""What a download not finished yet is named by (continued, not restarted, by the next call)."""
+
+
 def _downloaded(directory: Path, stem: str) -> str | None:
     """A file an earlier download left for this message (any extension), if there is one."""
-    found = sorted(directory.glob(f"{stem}.*"))
+    found = sorted(p for p in directory.glob(f"{stem}.*") if p.suffix != _SPOOL_SUFFIX)
     return str(found[0]) if found else None
 
 
@@ -934,25 +940,37 @@ class TgData:
     async def _download(
         client: TelegramClient, media: Any, group: Group, message_id: int, directory: Path | None
     ) -> str | bytes | None:
-        """One message's photo or document: its path (or bytes), None if it has no file or the download failed."""
-        if not (
-            (isinstance(media, types.MessageMediaPhoto) and isinstance(media.photo, types.Photo))
-            or (isinstance(media, types.MessageMediaDocument) and isinstance(media.document, types.Document))
-        ):
+        """One message's photo or document: its path (or bytes), None if it has no file or the download failed.
+
+        In parts through `media_download`: a FloodWait or a reconnect continues at the next part, an
+        expired file reference refetches the message, and into a directory the parts go to
+        ``<name>.part`` first, so a download cut short is continued by the next call, not restarted.
+        """
+        if file_location(media) is None:
             return None
+        refetch = message_refetcher(client, group.id, message_id)
         try:
             if directory is None:
-                data = await client.download_media(media, file=bytes)
-                return data if isinstance(data, bytes) else None
-            stem = f"{tl_utils.resolve_id(group.id)[0]}_{message_id}"
-            existing = _downloaded(directory, stem)
-            if existing is not None:
-                return existing
-            path = await client.download_media(media, file=str(directory / stem))
-            return path if isinstance(path, str) else None
-        except (RPCError, OSError, ValueError) as e:
+                with tempfile.TemporaryDirectory(prefix="emitter-media-") as spool_dir:
+                    result = await MediaDownload(client, media, Path(spool_dir) / "file", refetch=refetch).run()
+                    if isinstance(result, Downloaded):
+                        return await asyncio.to_thread(result.path.read_bytes)
+            else:
+                stem = f"{tl_utils.resolve_id(group.id)[0]}_{message_id}"
+                existing = _downloaded(directory, stem)
+                if existing is not None:
+                    return existing
+                final = directory / f"{stem}{tl_utils.get_extension(media)}"
+                spool = final.with_name(final.name + _SPOOL_SUFFIX)
+                result = await MediaDownload(client, media, spool, refetch=refetch).run()
+                if isinstance(result, Downloaded):
+                    result.path.replace(final)
+                    return str(final)
+        except (RPCError, OSError, ValueError, MediaDownloadError) as e:
             log.warning("media of message %d of group %d could not be downloaded: %s", message_id, group.id, e)
             return None
+        log.info("media of message %d of group %d is gone: %s", message_id, group.id, result.reason)
+        return None
 
     @staticmethod
     async def _messages_by_id(client: TelegramClient, group: Group, ids: Sequence[int]) -> dict[int, Any]:

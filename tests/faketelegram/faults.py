@@ -3,7 +3,9 @@
 Request faults are answered as Telegram answers them, with an `rpc_error` in place of the result, so the
 client's own `rpc_message_to_error` builds the exception (FloodWaitError with `.seconds`, ServerError,
 ...) and Telethon's own retry and flood-sleep logic runs. Update faults drop live updates on their way to
-a connection, so Telethon's pts bookkeeping sees a gap and recovers (or not) by itself. Spells are
+a connection, so Telethon's pts bookkeeping sees a gap and recovers (or not) by itself. Connection cuts
+break the link a request arrived on before it is answered, so Telethon's own reconnect and re-send run.
+Spells are
 faults by time: every matching request fails until the world's monotonic clock passes their end, however
 often the client retries.
 """
@@ -66,6 +68,16 @@ class Spell:
         return spec_matches(self.request, key)
 
 
+@dataclass(eq=False)
+class ConnectionCut:
+    """One rule: cut the connection a matching request arrived on, before it is answered, `times` times."""
+
+    request: RequestSpec
+    times: int | None = 1
+    when: Callable[[Any], bool] | None = None
+    hits: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class FiredFault:
     """A record of a fault that fired, for assertions and for debugging failing tests."""
@@ -84,6 +96,7 @@ class FaultPlan:
     """The clock spells are timed on (the world passes its own)."""
     rules: list[RequestFault] = field(default_factory=list)
     spells: list[Spell] = field(default_factory=list)
+    cuts: list[ConnectionCut] = field(default_factory=list)
     fired: list[FiredFault] = field(default_factory=list)
     dropped_updates: int = 0
     _drop_fraction: float = 0.0
@@ -132,6 +145,29 @@ class FaultPlan:
         self.rules.append(rule)
         return rule
 
+    def flood_wait_file(self, file_id: int, seconds: int, *, after_parts: int) -> RequestFault:
+        """Answer FLOOD_WAIT_<seconds> once, to the first upload.getFile of file `file_id` past its first
+        `after_parts` parts (counted in the request's own limit): a wait in the middle of a large file."""
+
+        def past(request: Any) -> bool:
+            location = getattr(request, "location", None)
+            return getattr(location, "id", None) == file_id and request.offset >= after_parts * request.limit
+
+        return self.flood_wait("upload.GetFile", seconds, when=past)
+
+    def cut_connection(
+        self, request: RequestSpec, *, times: int | None = 1, when: Callable[[Any], bool] | None = None
+    ) -> ConnectionCut:
+        """Cut the connection the next `times` matching requests arrive on, before answering them.
+
+        The request reaches the server (it is counted) but its answer is lost with the connection, as when
+        a network fails mid-request: Telethon notices the dead connection, reconnects and sends the
+        unanswered request again. ``when`` is a predicate on the (innermost) request, as for `rpc_error`.
+        """
+        cut = ConnectionCut(request, times, when)
+        self.cuts.append(cut)
+        return cut
+
     def spell(self, request: RequestSpec, seconds: float, message: str = "RPC_CALL_FAIL", code: int = 500) -> Spell:
         """Answer every matching request with `code` `message` for `seconds` from now (the world's clock).
 
@@ -164,6 +200,7 @@ class FaultPlan:
         """Remove every scheduled fault and spell (the `fired` history stays)."""
         self.rules.clear()
         self.spells.clear()
+        self.cuts.clear()
         self._drop_fraction = 0.0
         self._drop_next = 0
 
@@ -186,6 +223,18 @@ class FaultPlan:
                 self.fired.append(FiredFault(key, spell.code, spell.message))
                 return types.RpcError(spell.code, spell.message)
         return None
+
+    def check_cut(self, key: str, request: object) -> bool:
+        """Whether to cut the connection `request` arrived on instead of answering it (a rule is used up)."""
+        for cut in self.cuts:
+            if cut.times is not None and cut.hits >= cut.times:
+                continue
+            if not spec_matches(cut.request, key) or (cut.when is not None and not cut.when(request)):
+                continue
+            cut.hits += 1
+            self.fired.append(FiredFault(key, 0, "connection cut"))
+            return True
+        return False
 
     def should_drop_update(self) -> bool:
         """Whether the next update delivery to one connection is lost."""

@@ -86,6 +86,8 @@ TELEGRAM_LIKE = RateLimits(
         "channels.GetForumTopics": Bucket(10, 0.2),
         "channels.JoinChannel": Bucket(5, 1 / 120),
         "messages.ImportChatInvite": Bucket(5, 1 / 120),
+        # Downloaders report short waits (2-22 s) on upload.getFile once they fetch many parts at once.
+        "upload.GetFile": Bucket(30, 5.0),
     },
     default=Bucket(50, 10.0),
 )

@@ -29,7 +29,9 @@ No kinder than Telegram, by default (README.md beside this file lists each behav
 * a channel more than ``channel_difference_limit`` pts behind gets ChannelDifferenceTooLong;
 * channels the account has not joined push nothing and are readable only when public;
 * sessions die by RPC error or by the transport's -404 (`kill_session`), and a key used from two
-  places at once is revoked with AUTH_KEY_DUPLICATED.
+  places at once is revoked with AUTH_KEY_DUPLICATED;
+* upload.getFile keeps Telegram's part rules and its own flood limit, file references expire
+  (`expire_file_reference`), and connections can die mid-request (``fake.faults.cut_connection``).
 """
 
 from __future__ import annotations
@@ -247,6 +249,15 @@ class _File:
     data: bytes
     thumb_sizes: frozenset[str] = frozenset()
     """A photo's size types (the bytes are served for each); empty for a document."""
+    tl: Any = None
+    """The Photo or Document every message holding the file shares (its reference changes with ours)."""
+    dc_id: int = 0
+    references: int = 1
+    """How many file references the file has had."""
+    served: int = 0
+    """Parts served so far."""
+    expire_after: int | None = None
+    """Expire the reference once this many parts were served (`expire_file_reference(after_parts=...)`)."""
 
 
 _FILE_PART_MAX = 1 << 20
@@ -371,6 +382,8 @@ class FakeTelegram:
         """(monotonic time, request key) of every request received, rate-limited or not."""
         self.omitted_ids: list[tuple[int, int]] = []
         """(marked peer id, message id) of every existing message a getMessages answer left out."""
+        self.connections_opened = 0
+        """Connections clients opened (a reconnect opens one more)."""
         self.transport_errors: list[int] = []
         """Transport error codes sent instead of answers (e.g. -404 for an unknown auth key)."""
         self.response_log: list[tuple[str, str]] = []
@@ -384,7 +397,7 @@ class FakeTelegram:
         self._invites: dict[str, tuple[_ChatState | _ChannelState, bool]] = {}
         """Invite hash -> (the chat it opens, whether joining needs an admin's approval)."""
         self.file_requests: list[tuple[int, int, int]] = []
-        """(file id, offset, limit) of every upload.getFile answered."""
+        """(file id, offset, limit) of every upload.getFile answered with bytes."""
         self._init_login()
 
         # Account box: pts and seq of the account, and the account-wide message id counter.
@@ -797,42 +810,70 @@ class FakeTelegram:
         photo: bool = False,
         mime_type: str = "application/octet-stream",
         file_name: str | None = None,
+        attributes: Sequence[Any] = (),
+        dc_id: int | None = None,
     ) -> Any:
         """A photo or document holding `data`, as the `media` of a message to `post`.
 
         Its bytes are served by upload.getFile with Telegram's rules: the location's id, access hash and
         file reference must match (else LOCATION_INVALID / FILE_REFERENCE_EXPIRED), `offset` a multiple of
         4 KB, `limit` a multiple of 4 KB that divides 1 MB, and a part may not cross a 1 MB boundary (else
-        OFFSET_INVALID / LIMIT_INVALID). Files live on the world's own DC.
+        OFFSET_INVALID / LIMIT_INVALID). The world holds `data` once and serves parts as slices of it (a
+        30 MB file costs 30 MB). `attributes`: more document attributes (a voice note's
+        DocumentAttributeAudio(voice=True), a video's DocumentAttributeVideo...). Files live on the
+        world's own DC unless `dc_id` names another, where the world (one DC only) answers getFile with
+        FILE_MIGRATE_<dc_id>, as a DC answers for a file it does not hold.
         """
         file_id = 5_000_000_000 + len(self._files)
-        stored = _File(self._access_hash(), f"ref{file_id}".encode(), data)
+        dc = self.dc_id if dc_id is None else dc_id
+        stored = _File(self._access_hash(), f"ref{file_id}".encode(), data, dc_id=dc)
         self._files[file_id] = stored
         date = self._now()
         if photo:
             stored.thumb_sizes = frozenset({"y"})
-            size = types.PhotoSize(type="y", w=1280, h=960, size=len(data))
-            tl_photo = types.Photo(
+            # The inline thumbnail first and the full size last, as Telegram lists them; the inline one is
+            # in the message itself and getFile does not serve it.
+            sizes = [
+                types.PhotoStrippedSize(type="i", bytes=b"\x01\x08\x08"),
+                types.PhotoSize(type="y", w=1280, h=960, size=len(data)),
+            ]
+            stored.tl = types.Photo(
                 id=file_id,
                 access_hash=stored.access_hash,
                 file_reference=stored.file_reference,
                 date=date,
-                sizes=[size],
-                dc_id=self.dc_id,
+                sizes=sizes,
+                dc_id=dc,
             )
-            return types.MessageMediaPhoto(photo=tl_photo)
-        attributes = [types.DocumentAttributeFilename(file_name)] if file_name else []
-        document = types.Document(
+            return types.MessageMediaPhoto(photo=stored.tl)
+        attrs = [types.DocumentAttributeFilename(file_name)] if file_name else []
+        stored.tl = types.Document(
             id=file_id,
             access_hash=stored.access_hash,
             file_reference=stored.file_reference,
             date=date,
             mime_type=mime_type,
             size=len(data),
-            dc_id=self.dc_id,
-            attributes=attributes,
+            dc_id=dc,
+            attributes=[*attrs, *attributes],
         )
-        return types.MessageMediaDocument(document=document)
+        return types.MessageMediaDocument(document=stored.tl)
+
+    def expire_file_reference(self, file_id: int, *, after_parts: int = 0) -> bytes | None:
+        """Give a file a new file reference, as Telegram does after a while: the old one then gets
+        FILE_REFERENCE_EXPIRED, and messages holding the file carry the new one. Returns the new one.
+
+        after_parts: instead of now, once upload.getFile has served this many more parts of the file (in
+            the middle of a download); returns None then.
+        """
+        stored = self._files[file_id]
+        if after_parts:
+            stored.expire_after = stored.served + after_parts
+            return None
+        stored.references += 1
+        stored.file_reference = f"ref{file_id}.{stored.references}".encode()
+        stored.tl.file_reference = stored.file_reference
+        return stored.file_reference
 
     def invite_link(self, peer: PeerLike, *, request_needed: bool = False) -> str:
         """A new t.me/+… invite link into a basic group, supergroup or channel (private ones included).
@@ -1398,6 +1439,7 @@ class FakeTelegram:
             self._refuse -= 1
             raise ConnectionRefusedError("FakeTelegram refused the connection")
         link = Link(sender)
+        self.connections_opened += 1
         key = link.auth_key
         if (
             self.detect_duplicate_sessions
@@ -1474,6 +1516,10 @@ class FakeTelegram:
         self.request_counts[key] += 1
         self.request_log.append(key)
         self.request_times.append((self.monotonic(), key))
+        if self.faults.check_cut(key, inner) and link in self._links:
+            _log.info("cutting the connection a %s arrived on (scripted fault)", key)
+            self._cut([link])
+            return
         handler = self._handlers.get(type(inner))
         if handler is None:
             self.unsupported_requests.append(key)
@@ -2025,6 +2071,8 @@ class FakeTelegram:
             or (isinstance(location, types.InputPhotoFileLocation) and thumb not in stored.thumb_sizes)
         ):
             raise _RpcFailure(400, "LOCATION_INVALID")
+        if stored.dc_id != self.dc_id:
+            raise _RpcFailure(303, f"FILE_MIGRATE_{stored.dc_id}")
         if location.file_reference != stored.file_reference:
             raise _RpcFailure(400, "FILE_REFERENCE_EXPIRED")
         if req.offset < 0 or req.offset % _FILE_PART_ALIGN:
@@ -2034,6 +2082,10 @@ class FakeTelegram:
             raise _RpcFailure(400, "LIMIT_INVALID")
         self.file_requests.append((location.id, req.offset, req.limit))
         part = stored.data[req.offset : req.offset + req.limit]
+        stored.served += 1
+        if stored.expire_after is not None and stored.served >= stored.expire_after:
+            stored.expire_after = None
+            self.expire_file_reference(location.id)
         return types.upload.File(type=types.storage.FileUnknown(), mtime=0, bytes=part)
 
     def _invite(self, invite: str) -> tuple[_ChatState | _ChannelState, bool]:

@@ -13,7 +13,7 @@ from emitter.telegram_gateway import RequestGateway
 from emitter.tgdata import TgData
 from tests.faketelegram import FakeTelegram
 
-PHOTO = random.Random(1).randbytes(300_000)  # three parts of 128 KB: Telethon's part size for this size
+PHOTO = random.Random(1).randbytes(300_000)  # one part: downloads ask for 1 MB parts
 PDF = b"%PDF-1.4 report" * 300
 
 
@@ -48,6 +48,10 @@ def content(path: object) -> bytes:
     return Path(str(path)).read_bytes()
 
 
+def spools(directory: Path) -> list[Path]:
+    return list(directory.glob("*.part"))
+
+
 def bare(fake: FakeTelegram, peer: str) -> int:
     return -fake.peer_id(peer) - 1_000_000_000_000
 
@@ -63,7 +67,7 @@ async def test_downloads_go_to_files_named_by_group_and_message(
         f"{bare(fake, '@pics')}_3.pdf",
     )
     assert (content(got[2]), content(got[3])) == (PHOTO, PDF)
-    assert gateway.stats.requests["upload.GetFile"] == len(fake.file_requests) == 4  # 3 parts + 1
+    assert gateway.stats.requests["upload.GetFile"] == len(fake.file_requests) == 2  # one part each
 
 
 async def test_files_already_downloaded_are_reused(fake: FakeTelegram, tg: TgData, tmp_path: Path) -> None:
@@ -99,3 +103,25 @@ async def test_ids_telegram_leaves_out_are_asked_again(tmp_path: Path) -> None:
         got = await tg.download_media_by_id("@album", list(photos))
     assert fake.omitted_ids, "the seed should make Telegram leave some ids out"
     assert got == {mid: bytes([i]) * 10 for mid, i in photos.items()}
+
+
+async def test_a_download_cut_short_is_continued_not_restarted(fake: FakeTelegram, tg: TgData, tmp_path: Path) -> None:
+    """A `.part` file an earlier call left holding the first 1 MB: the next call asks Telegram only for the rest."""
+    data = random.Random(2).randbytes(3 * (1 << 20) + 5)
+    media = fake.add_file(data, mime_type="application/pdf")
+    mid = fake.post("@pics", "a big report", media=media).id
+    (tmp_path / f"{bare(fake, '@pics')}_{mid}.pdf.part").write_bytes(data[: 1 << 20])
+    got = await tg.download_media_by_id("@pics", mid, output_dir=tmp_path)
+    assert content(got[mid]) == data
+    assert [offset for fid, offset, _ in fake.file_requests if fid == media.document.id] == [1 << 20, 2 << 20, 3 << 20]
+    assert not spools(tmp_path)
+
+
+async def test_an_expired_file_reference_mid_download_still_delivers_the_file(fake: FakeTelegram, tg: TgData) -> None:
+    """The reference expires after the first part: the message is fetched again and the file arrives whole."""
+    data = random.Random(3).randbytes(2 * (1 << 20) + 7)
+    media = fake.add_file(data, mime_type="video/mp4")
+    mid = fake.post("@pics", "a video", media=media).id
+    fake.expire_file_reference(media.document.id, after_parts=1)
+    assert await tg.download_media_by_id("@pics", mid) == {mid: data}
+    assert [offset for fid, offset, _ in fake.file_requests if fid == media.document.id] == [0, 1 << 20, 2 << 20]
