@@ -37,6 +37,9 @@ def make_client(settings: TelegramSettings, **overrides: Any) -> TelegramClient:
         raise ConfigError(
             "telegram.api_id and telegram.api_hash are required: expected the values from my.telegram.org"
         )
+    if settings.require_proxy and settings.proxy_route is None:
+        # Settings refuse this at start-up; this guards settings built in code (TgData, tests) all the same.
+        raise ConfigError("telegram.require_proxy = true but telegram.proxy is not set: expected a proxy URL")
     session: StringSession | str
     record: Path | None = None
     if settings.session is not None:

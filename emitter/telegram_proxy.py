@@ -22,7 +22,7 @@ _EXPECTED = (
 )
 # Telethon's randomized-intermediate MTProxy connection takes a 16-byte secret, optionally with the `dd` prefix
 # that asks for padding; fake-TLS (`ee`) secrets need a TLS handshake Telethon 1.45 does not speak.
-_MTPROXY_SECRET = re.compile(r"^(dd)?[0-9a-fA-F]{32}$")
+_MTPROXY_SECRET = re.compile(r"^(dd)?[0-9a-f]{32}$", re.IGNORECASE)
 
 
 @dataclass(slots=True, frozen=True)
