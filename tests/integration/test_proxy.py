@@ -6,6 +6,7 @@ sender and TCP transport through python-socks and microsocks to the fake Telegra
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -118,3 +119,18 @@ async def test_proxy_down_waits_reports_and_never_goes_direct(
 def _attempts(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """Telethon's one line per failed connection attempt."""
     return [r for r in caplog.records if "at connecting failed" in r.getMessage()]
+
+
+async def test_a_stop_while_the_proxy_is_down_ends_the_run(
+    settings: Settings, world: FakeTelegram, listener: MTProtoListener, proxy: Microsocks
+) -> None:
+    """SIGTERM's stop ends a run whose first connection waits for the proxy: promptly, and still nothing direct."""
+    world.add_channel("News", username="news")
+    account = _account(world)
+    async with emitter(world, settings, ["@news"], client=make_client(account), proxy=account.proxy_route) as run:
+        await wait_until(lambda: not run.monitor.status()["source"]["connected"], within=10, message="not connected")
+        run.monitor.request_stop()
+        stats = await asyncio.wait_for(run.task, 10)
+    assert stats.published == 0
+    assert not run.source.client.is_connected()
+    assert listener.peers == []
