@@ -145,6 +145,7 @@ class TcpLink(Link):
             raise ConnectionError("msg_key does not match the message: not our key's client")
         salt, self._session_id, msg_id, seq_no, length = struct.unpack("<qqqii", plain[:32])
         if salt != self._listener.salt:
+            self._listener.bad_salts += 1
             self.send_object(
                 bytes(types.BadServerSalt(msg_id, seq_no, _BAD_SERVER_SALT, self._listener.salt)), content_related=False
             )
@@ -176,6 +177,8 @@ class MTProtoListener:
         self.salt = struct.unpack("<q", os.urandom(8))[0]
         self.peers: list[tuple[str, int]] = []
         """The peer address of every connection accepted, oldest first."""
+        self.bad_salts = 0
+        """How many messages came with a wrong salt (answered with bad_server_salt and resent by the client)."""
         self._server: asyncio.Server | None = None
         self._links: set[TcpLink] = set()
 
