@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from emitter.cli import main
 from emitter.settings import Settings, TelegramSettings
 from emitter.telegram_client import make_client
 from tests.faketelegram import FakeTelegram, wait_until
@@ -134,3 +136,37 @@ async def test_a_stop_while_the_proxy_is_down_ends_the_run(
     assert stats.published == 0
     assert not run.source.client.is_connected()
     assert listener.peers == []
+
+
+async def test_check_goes_through_the_proxy_and_names_it_masked(
+    world: FakeTelegram,
+    listener: MTProtoListener,
+    proxy: Microsocks,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """`emitter check` names the proxy with its password masked and logs in and resolves the group through it."""
+    channel = world.add_channel("News", username="news")
+    proxy.start()
+    for var in list(os.environ):
+        if var.startswith(("EMITTER_", "TELEGRAM_")):
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+    env = {
+        "TELEGRAM_API_ID": "12345",
+        "TELEGRAM_API_HASH": API_HASH,
+        "TELEGRAM_SESSION": world.new_session().save(),
+        "EMITTER_TELEGRAM__GROUPS": "@news",
+        "EMITTER_TELEGRAM__PROXY": URL,
+        "EMITTER_TELEGRAM__REQUIRE_PROXY": "true",
+    }
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    # The command runs its own event loop: in a thread, while this loop serves the listener.
+    assert await asyncio.to_thread(main, ["check"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1] == "proxy: socks5://emitter:***@127.0.0.1:21080, required"
+    assert f'ok @news → {world.peer_id(channel)} CHANNEL "News"' in out
+    assert PASSWORD not in out
+    assert listener.peers and {host for host, _ in listener.peers} == {OUTGOING}, listener.peers
