@@ -11,7 +11,8 @@ own handlers, so faults, flood limits and updates behave as they do in process. 
 world does not know gets the transport error -404, as from Telegram.
 
 Every accepted connection's peer address is recorded (`peers`), which is what tells a proxied connection from
-a direct one.
+a direct one. Not modelled on the socket: AUTH_KEY_DUPLICATED (a reconnect's old socket may still look open
+for a moment, which would revoke the key falsely) and the transport's obfuscation (MTProxy's connections).
 """
 
 from __future__ import annotations
