@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 BOOTSTRAP ?= 127.0.0.1:9092
 LINT_PATHS := emitter tests examples $(wildcard bench) $(wildcard reliability)
 
-.PHONY: help venv kafka kafka-stop jaeger registry avro-java redis-server deploy-checks image-smoke kube-check deploy-live bench reliability run lint test test-unit test-integration clean
+.PHONY: help venv kafka kafka-stop jaeger registry avro-java redis-server socks deploy-checks image-smoke kube-check deploy-live bench reliability run lint test test-unit test-integration clean
 
 help:
 	@echo "make run    - start the local Kafka and run the emitter on the demo source, printing records"
@@ -57,6 +57,10 @@ deploy-live: image-smoke kube-check
 redis-server:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
+# The SOCKS5 proxy the proxy tests start and stop themselves (tests/socks_proxy.py).
+socks:
+	@command -v microsocks >/dev/null || { apt-get update -qq && apt-get install -y -qq microsocks; }
+
 run: venv kafka
 	dev/run-demo $(BOOTSTRAP)
 
@@ -68,10 +72,10 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
-test-integration: venv kafka jaeger registry avro-java redis-server
+test-integration: venv kafka jaeger registry avro-java redis-server socks
 	$(BIN)/pytest tests/integration
 
-test: venv kafka jaeger registry avro-java redis-server lint deploy-checks
+test: venv kafka jaeger registry avro-java redis-server socks lint deploy-checks
 	$(BIN)/pytest tests --ignore=tests/deploy --ignore=tests/integration/test_reliability_smoke.py
 
 reliability: venv

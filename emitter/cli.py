@@ -10,12 +10,15 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from emitter.cursor import GroupCursor
 from emitter.errors import ConfigError, EmitterError, FatalError
+from emitter.read_budget import ReadBudget
 from emitter.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -209,6 +212,11 @@ async def _tail(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _check(settings: Settings, args: argparse.Namespace) -> int:
     print(f"configuration: ok (source={settings.source_kind}, sink={settings.sink_kind})")
+    proxy = settings.telegram.proxy_route
+    if settings.source_kind == "telegram" and proxy is not None:
+        required = ", required" if settings.telegram.require_proxy else ""
+        print(f"proxy: {proxy.describe()}{required}")
+    cursors: dict[int, GroupCursor] = {}
     if settings.sink_kind == "kafka":
         from emitter.kafka_sink import KafkaSink  # noqa: PLC0415 - same
 
@@ -227,7 +235,19 @@ async def _check(settings: Settings, args: argparse.Namespace) -> int:
     report = await check_account(settings.telegram)
     for line in report.lines:
         print(line)
+    print(_budget_line(settings, cursors))
     return EXIT_OK if report.ok else EXIT_FATAL
+
+
+def _budget_line(settings: Settings, cursors: Mapping[int, GroupCursor]) -> str:
+    """The read budget as the committed cursors hold it (a file sink keeps none: nothing spent is known)."""
+    budget = ReadBudget(settings.telegram.read_budget_per_day)
+    now = time.time()
+    budget.restore({gid: cursor.reads for gid, cursor in cursors.items()}, now)
+    line = budget.describe(now)
+    if budget.limited and settings.sink_kind != "kafka":
+        line += " (spending is kept in Kafka cursors: a file sink keeps none)"
+    return line
 
 
 async def _login(settings: Settings, args: argparse.Namespace) -> int:

@@ -137,7 +137,10 @@ class Monitor:
             # of it the cursors keep; for the others the digest would be work for nothing.
             self.tracker = Tracker(committed, digest_limit=int(getattr(self.source, "digest_limit", 0)))
             log.info("restored %d cursors", len(committed))
-            await stack.enter_async_context(self.source)
+            if not await self._unless_stopped("starting the source", stack.enter_async_context(self.source)):
+                # Half started (a client connecting through a proxy that is down, say): its stop is idempotent.
+                await self.source.__aexit__(None, None, None)
+                return self.stats
             remember = getattr(self.source, "remember", None)
             if callable(remember):  # sources that can skip work with what the cursors hold (stored peers)
                 remember(committed)
@@ -294,6 +297,28 @@ class Monitor:
         )
         if self.on_commit is not None:
             self.on_commit(batch)
+
+    async def _unless_stopped(self, what: str, step: Awaitable[Any]) -> bool:
+        """Await `step` unless a stop comes first (then cancel it); whether it completed.
+
+        A Telegram source whose first connection fails retries inside its start for as long as it takes (the
+        network or the proxy is down): SIGTERM must still end the process within the drain's bound.
+        """
+        task = asyncio.ensure_future(step)
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                log.warning("stopped while %s", what)
+        if task.cancelled():
+            return False
+        task.result()  # its error, if it failed
+        return True
 
     async def _retrying(self, what: str, op: Callable[[], Awaitable[T]]) -> T | None:
         """Run `op`, retrying RetriableError with capped exponential backoff until it works or stop.

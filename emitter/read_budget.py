@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
 Spending = tuple[tuple[int, int], ...]
@@ -106,3 +107,22 @@ class ReadBudget:
     def resumes_at(self, now: float) -> float | None:
         """When reading may go on (Unix seconds), or None if it may now."""
         return resumes_at(self.spending.values(), self.limit, now) if self.limited else None
+
+    def describe(self, now: float) -> str:
+        """One line for `emitter check`: spent of the limit, and when reads free up (UTC, whole seconds)."""
+        if not self.limited:
+            return "read budget: unlimited (telegram.read_budget_per_day = 0)"
+        spent = used(self.spending.values(), now)
+        line = f"read budget: {spent} of {self.limit} messages per rolling 24 h spent"
+        resume = self.resumes_at(now)
+        if resume is not None:
+            return f"{line}; backfills paused until {_utc(resume)} (follow goes on)"
+        oldest = _merge(b for s in self.spending.values() for b in pruned(s, now))
+        if not oldest:
+            return f"{line}, {self.limit} left"
+        start, n = oldest[0]
+        return f"{line}, {self.limit - spent} left; the oldest {n} free up at {_utc(start + BUCKET + WINDOW)}"
+
+
+def _utc(unix: float) -> str:
+    return datetime.fromtimestamp(int(unix), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

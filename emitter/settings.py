@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -36,6 +37,7 @@ from pydantic_settings import (
 )
 
 from emitter.errors import ConfigError
+from emitter.telegram_proxy import Proxy, parse_proxy
 
 ENV_PREFIX = "EMITTER_"
 ENV_ALIASES: Mapping[str, tuple[str, str]] = {
@@ -82,6 +84,13 @@ class TelegramSettings(_Section):
     session: SecretStr | None = Field(default=None, description="A StringSession (wins over session_file).")
     session_file: Path | None = Field(default=None, description="Telethon session file.")
     phone: str | None = Field(default=None, description="Phone number, for `emitter login` only.")
+    proxy: SecretStr | None = Field(
+        default=None,
+        description="socks5://user:pass@host:port, socks4://, http:// or mtproxy://secret@host:port (secret).",
+    )
+    require_proxy: bool = Field(
+        default=False, description="Refuse to start without telegram.proxy; never connect to Telegram directly."
+    )
     groups: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Groups: marked ids, @usernames or t.me links, comma-separated."
     )
@@ -156,6 +165,25 @@ class TelegramSettings(_Section):
     )
 
     _split_groups = field_validator("groups", mode="before")(_split_list)
+    _proxy: Proxy | None = PrivateAttr(default=None)
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, proxy: SecretStr | None) -> SecretStr | None:
+        if proxy is not None:
+            parse_proxy(proxy.get_secret_value())  # the error masks the password
+        return proxy
+
+    @model_validator(mode="after")
+    def _keep_proxy(self) -> TelegramSettings:
+        # The parsed value is kept beside the SecretStr; its repr leaves the password out.
+        self._proxy = parse_proxy(self.proxy.get_secret_value()) if self.proxy is not None else None
+        return self
+
+    @property
+    def proxy_route(self) -> Proxy | None:
+        """The parsed `proxy` (None: connect directly)."""
+        return self._proxy
 
     @field_validator("pacing")
     @classmethod
@@ -396,6 +424,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "telegram.api_hash is required by the telegram source: expected the API hash from my.telegram.org"
                 )
+        if self.telegram.require_proxy and self.telegram.proxy is None:
+            raise ValueError(
+                "telegram.require_proxy = true but telegram.proxy is not set: expected a proxy URL such as "
+                "socks5://user:password@host:port (or require_proxy = false to allow direct connections)"
+            )
         if source == "export" and self.emitter.export_path is None:
             raise ValueError(
                 "emitter.export_path is required by the export source: expected a result.json or its folder"
@@ -528,7 +561,13 @@ def load_settings(
         init: dict[str, Any] = {k: dict(v) for k, v in (overrides or {}).items()}
         return Settings(**init)
     except ValidationError as e:
-        secret_keys = {"telegram.api_hash", "telegram.session", "kafka.sasl_password", "kafka.schema_registry_password"}
+        secret_keys = {
+            "telegram.api_hash",
+            "telegram.session",
+            "telegram.proxy",
+            "kafka.sasl_password",
+            "kafka.schema_registry_password",
+        }
         raise ConfigError(_describe(e.errors()[0], secret_keys)) from None
     finally:
         _ini_path.reset(token)

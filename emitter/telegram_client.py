@@ -37,6 +37,9 @@ def make_client(settings: TelegramSettings, **overrides: Any) -> TelegramClient:
         raise ConfigError(
             "telegram.api_id and telegram.api_hash are required: expected the values from my.telegram.org"
         )
+    if settings.require_proxy and settings.proxy_route is None:
+        # Settings refuse this at start-up; this guards settings built in code (TgData, tests) all the same.
+        raise ConfigError("telegram.require_proxy = true but telegram.proxy is not set: expected a proxy URL")
     session: StringSession | str
     record: Path | None = None
     if settings.session is not None:
@@ -45,7 +48,7 @@ def make_client(settings: TelegramSettings, **overrides: Any) -> TelegramClient:
         session = _session_filename(settings.session_file or Path("emitter.session"))
         record = device_identity.record_path(session)
     identity = _identity_keywords(settings, record)
-    options = {**client_options(), **identity, **overrides}
+    options = {**client_options(), **identity, **proxy_options(settings), **overrides}
     # Telethon creates the session file (the account's auth key) in this constructor: under this umask it is
     # owner-only from its first byte, with no window before a chmod.
     umask = os.umask(0o077)
@@ -53,6 +56,17 @@ def make_client(settings: TelegramSettings, **overrides: Any) -> TelegramClient:
         return TelegramClient(session, settings.api_id, settings.api_hash.get_secret_value(), **options)
     finally:
         os.umask(umask)
+
+
+def proxy_options(settings: TelegramSettings) -> dict[str, Any]:
+    """The client's proxy keywords: none without `telegram.proxy`.
+
+    With a proxy, Telethon opens every connection (the account's DC, and the exported senders media downloads
+    use on other DCs) through it, and has no fallback: a proxy that is down is a failed connect, retried like
+    any other, never a direct one. `require_proxy` is enforced where settings are read (no proxy, no start).
+    """
+    proxy = settings.proxy_route
+    return proxy.telethon_options() if proxy is not None else {}
 
 
 def _session_filename(path: Path) -> str:

@@ -55,6 +55,7 @@ from emitter.telegram_gateway import (
 )
 from emitter.telegram_live import DEFAULT_LIVE_BUFFER_BYTES, Followed, LiveDispatch, LiveStats
 from emitter.telegram_mapping import group_from_entity, map_message
+from emitter.telegram_proxy import Proxy
 from emitter.telegram_resolver import Resolver, peer_ref
 from emitter.tracing import tracer as default_tracer
 
@@ -128,8 +129,11 @@ class TelegramSource(Service):
         positions: bool = True,
         health_callback: HealthCallback | None = None,
         read_budget: int = 0,
+        proxy: Proxy | None = None,
     ) -> None:
         self.client = client
+        self.proxy = proxy
+        """The proxy the client connects through (None: directly), named in readiness when it is unreachable."""
         self.tracer = tracer or default_tracer()
         self.specs = list(groups)
         self.sweep_interval = sweep_interval
@@ -209,6 +213,7 @@ class TelegramSource(Service):
             rescan_on_start=settings.rescan_on_start,
             live_buffer_bytes=settings.live_buffer_bytes,
             read_budget=settings.read_budget_per_day,
+            proxy=settings.proxy_route,
             **kwargs,
         )
 
@@ -221,7 +226,11 @@ class TelegramSource(Service):
         if self.health_callback is not None:
             self.gateway.add_health_listener(self.health_callback)
         if not self.client.is_connected():
+            # Down until the first connect succeeds: with Telegram (or the proxy) unreachable, Telethon retries
+            # inside connect() for ever, one log line per attempt, and readiness must say so meanwhile.
+            self._transport = (False, time.monotonic())
             await self.client.connect()
+            self._transport = (True, time.monotonic())
         restrict_session_file(self.client)
         # A dead session surfaces here as the gateway's AccountGoneError ("run `emitter login`").
         if not await self.client.is_user_authorized():
@@ -702,12 +711,16 @@ class TelegramSource(Service):
             groups[str(state.group.id)] = self._group_status(state)
         for spec, reason in self.unresolved.items():
             groups[spec] = {"state": "unresolved", "reason": reason}
+        # The account's health names Telegram's verdicts; beside it, whether the account reaches Telegram at all.
+        account = self.gateway.account_health().as_dict(time.time())
+        account["transport"] = {"connected": up, "since": _iso(wall + since)}
         return {
             "connected": up,
             "since": _iso(wall + since),
+            **({"proxy": self.proxy.describe()} if self.proxy is not None else {}),
             "groups": groups,
             "unjoined": sorted(self.unjoined),
-            "account": self.gateway.account_health().as_dict(time.time()),
+            "account": account,
             "flood_waits": [
                 {"kind": h.kind.value, "method": h.method, "seconds": h.seconds} for h in self.gateway.holds()
             ],
@@ -747,6 +760,10 @@ class TelegramSource(Service):
                 out["resumes_at"] = _iso(resume)
         return out
 
+    def _route(self) -> str:
+        """How the client reaches Telegram, for a reason that says it does not: the proxy, password masked."""
+        return f" (through proxy {self.proxy.describe()}, never directly)" if self.proxy is not None else ""
+
     def problems(self) -> list[str]:
         """Why Telegram makes the emitter not ready (empty when all is well)."""
         now = time.monotonic()
@@ -759,7 +776,7 @@ class TelegramSource(Service):
         elif health.state is AccountState.RESTRICTED:
             out.append(f"Telegram restricts the account: {health.describe()}")
         elif not up and now - since > self.unreachable_after:
-            out.append(f"Telegram unreachable for {now - since:.0f} s")
+            out.append(f"Telegram unreachable for {now - since:.0f} s{self._route()}")
         for gid, progress in self._progress.items():
             # A backfill paused for the read budget is not stalled: it waits by design, and says till when.
             behind = progress.phase in ("backfilling", "sweeping", "resolving")

@@ -35,6 +35,7 @@ SECRET_ENV = {
     "TELEGRAM_SESSION": "session",
     "EMITTER_KAFKA__SASL_PASSWORD": "kafkaSaslPassword",
     "EMITTER_KAFKA__SCHEMA_REGISTRY_PASSWORD": "schemaRegistryPassword",
+    "EMITTER_TELEGRAM__PROXY": "proxy",
 }
 # Stand-ins for the keys of a Secret the chart does not render (existingSecret).
 EXISTING_SECRET = {
@@ -43,6 +44,7 @@ EXISTING_SECRET = {
     "session": "placeholder",
     "kafka-sasl-password": "placeholder",
     "schema-registry-password": "placeholder",
+    "telegram-proxy": "socks5://emitter:placeholder@socks.proxy:1080",
 }
 # Settings the chart sets itself, outside `config`.
 MANAGED = {
@@ -60,6 +62,7 @@ SECRET_SETTINGS = {
     ("telegram", "session"),
     ("kafka", "sasl_password"),
     ("kafka", "schema_registry_password"),
+    ("telegram", "proxy"),
 }
 LOGIN_ONLY = {("telegram", "session_file"), ("telegram", "phone")}  # `emitter login`, not a running pod
 FREE_FORM_MAPS = {"podAnnotations", "podLabels", "nodeSelector", "annotations", "labels", "matchLabels"}
@@ -167,6 +170,7 @@ def test_existing_secret_is_referenced_not_rendered(full_manifests: list[Manifes
     assert {ref["name"] for ref in refs.values()} == {markets["existingSecret"]}
     assert refs["EMITTER_KAFKA__SASL_PASSWORD"].get("optional") is True
     assert refs["EMITTER_KAFKA__SCHEMA_REGISTRY_PASSWORD"].get("optional") is True
+    assert refs["EMITTER_TELEGRAM__PROXY"].get("optional") is True
     assert not any(refs[name].get("optional") for name in ("TELEGRAM_API_ID", "TELEGRAM_API_HASH", "TELEGRAM_SESSION"))
 
 

@@ -9,6 +9,7 @@ import logging
 import urllib.error
 import urllib.request
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -148,7 +149,7 @@ async def test_a_long_flood_wait_is_one_change_to_waiting_and_one_back(
             await wait_until(over, within=30, message="the end of the wait")  # 600 s at 50x: 12 s
             await wait_for_ids(settings, gid, 151)
             _, ready = await seen.readyz()
-            assert ready["source"]["account"] == {"state": "ok"}
+            assert ready["source"]["account"] == {"state": "ok", "transport": {"connected": True, "since": ANY}}
         finally:
             await server.stop()
     assert [c.state.value for c in calls] == ["waiting", "ok"]
@@ -182,7 +183,11 @@ async def test_a_lost_group_is_counted_and_given_back(settings: Settings, caplog
 
             await wait_until(lost_one, within=30, message="the lost group")
             _, ready = await seen.readyz()
-            assert ready["source"]["account"] == {"state": "lost access", "lost_groups": [lost]}
+            assert ready["source"]["account"] == {
+                "state": "lost access",
+                "lost_groups": [lost],
+                "transport": {"connected": True, "since": ANY},
+            }
             _, body = await asyncio.to_thread(_get, server.port, "/metrics")
             assert "emitter_account_lost_groups 1.0" in body
             fake.restore_access(groups[1])

@@ -6,12 +6,17 @@ the spending (it travels in the cursors); the backfill resumes once the oldest r
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from emitter.cli import main
 from emitter.clock import ScaledClock
 from emitter.read_budget import BUCKET, WINDOW
 from emitter.settings import Settings
@@ -147,3 +152,54 @@ async def test_a_paused_backfill_gives_back_its_slot_so_queued_groups_publish_li
         assert "backfill paused" in states
         assert sum([len(await backfilled(settings, g)) for g in gids]) == 100
         print(f"one slot, budget 100: group states {sorted(states)}")
+
+
+async def test_check_prints_the_budget_the_cursors_hold(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """After a run spent its budget, `emitter check` prints spent of per day and until when backfills pause,
+    read from the committed cursors, beside the account's state; the proxy it names has its password masked."""
+    clock = ScaledClock(1)  # the budget's hours on the wall clock `emitter check` reads
+    fake = FakeTelegram(seed=16, monotonic=clock.monotonic)
+    group = fake.add_channel("Big", username="bigger", megagroup=True)
+    fake.post_many(group, 600)
+    gid = fake.peer_id(group)
+    async with emitter(fake, settings, ["@bigger"], timer=clock, read_budget=200, **QUIET) as run:
+        await wait_until(lambda: phase(run, gid).get("state") == "backfill paused", within=60, message="the pause")
+        now = clock.time()
+        spent = 200 - run.source.budget.left(now)
+        resume = run.source.budget.resumes_at(now)
+    assert resume is not None
+    for var in list(os.environ):
+        if var.startswith(("EMITTER_", "TELEGRAM_")):
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+    k = settings.kafka
+    env = {
+        "TELEGRAM_API_ID": "12345",
+        "TELEGRAM_API_HASH": "0123456789abcdef0123456789abcdef",
+        "TELEGRAM_SESSION": fake.new_session().save(),
+        "EMITTER_TELEGRAM__GROUPS": "@bigger",
+        "EMITTER_TELEGRAM__READ_BUDGET_PER_DAY": "200",
+        "EMITTER_TELEGRAM__PROXY": "socks5://emitter:check-proxy-pw@127.0.0.1:21080",
+        "EMITTER_KAFKA__BOOTSTRAP_SERVERS": ",".join(k.bootstrap_servers or ()),
+        "EMITTER_KAFKA__TOPIC": k.topic,
+        "EMITTER_KAFKA__CURSOR_TOPIC": k.cursor_topic,
+        "EMITTER_KAFKA__TRANSACTIONAL_ID_PREFIX": k.transactional_id_prefix,
+        "EMITTER_KAFKA__PARTITIONS": str(k.partitions),
+        "EMITTER_EMITTER__INSTANCE": settings.emitter.instance,
+    }
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    with fake.patch_telethon():  # the in-process fake ignores the proxy: this checks what check prints
+        assert await asyncio.to_thread(main, ["check"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    until = datetime.fromtimestamp(int(resume), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "proxy: socks5://emitter:***@127.0.0.1:21080" in lines
+    assert lines[-2:] == [
+        "account: ok",
+        f"read budget: {spent} of 200 messages per rolling 24 h spent; backfills paused until {until} (follow goes on)",
+    ]
+    assert spent >= 200
+    assert "check-proxy-pw" not in out

@@ -85,6 +85,35 @@ CASES = [
         "missing telegram.api_id, a session",
     ),
     (
+        "proxy of an unknown scheme (the password masked)",
+        ["run"],
+        {"EMITTER_TELEGRAM__PROXY": "ftp://u:proxy-pw@host:1080"},
+        None,
+        "telegram.proxy: 'ftp://u:***@host:1080' has no known proxy scheme",
+    ),
+    (
+        "proxy without a port",
+        ["run"],
+        {},
+        "[telegram]\nproxy = socks5://u:proxy-pw@host\n",
+        "telegram.proxy: 'socks5://u:***@host' needs a host and a port",
+    ),
+    ("proxy port out of range", ["run"], {"EMITTER_TELEGRAM__PROXY": "http://host:70000"}, None, "1 to 65535"),
+    (
+        "MTProxy secret not hex",
+        ["run"],
+        {"EMITTER_TELEGRAM__PROXY": "mtproxy://nothex@host:443"},
+        None,
+        "'mtproxy://***@host:443': an MTProxy secret is 32 hex digits",
+    ),
+    (
+        "require_proxy without a proxy",
+        ["run"],
+        {"EMITTER_TELEGRAM__REQUIRE_PROXY": "true"},
+        None,
+        "telegram.require_proxy = true but telegram.proxy is not set",
+    ),
+    (
         "auto source into Kafka without Telegram keys (check)",
         ["check"],
         {},
@@ -141,11 +170,15 @@ def test_secrets_are_not_echoed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     err = capsys.readouterr().err
     assert "hash-that-must-not-leak" not in err
     assert "sasl-secret-value" not in err
+    monkeypatch.setenv("EMITTER_TELEGRAM__PROXY", "socks5://user:proxy-secret-pw@127.0.0.1:1080")
     monkeypatch.setenv("EMITTER_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("EMITTER_KAFKA__SASL_USERNAME", "u")
     settings = load_settings()
     assert "hash-that-must-not-leak" not in repr(settings) + str(settings)
     assert "sasl-secret-value" not in repr(settings) + str(settings)
+    proxy = settings.telegram.proxy_route
+    assert proxy is not None and proxy.password == "proxy-secret-pw"  # noqa: S105 - the test's own value
+    assert "proxy-secret-pw" not in repr(settings) + str(settings) + repr(proxy) + proxy.describe()
 
 
 def test_precedence_defaults_ini_env_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -83,3 +83,36 @@ def test_no_budget_is_unlimited() -> None:
     assert not budget.limited
     assert budget.left(T0) > 10**9
     assert budget.resumes_at(T0) is None
+
+
+@pytest.mark.parametrize(
+    ("limit", "spending", "line"),
+    [
+        (0, {}, "read budget: unlimited (telegram.read_budget_per_day = 0)"),
+        (500, {}, "read budget: 0 of 500 messages per rolling 24 h spent, 500 left"),
+        (
+            500,
+            {1: ((0, 120),), 2: ((BUCKET, 80),)},
+            "read budget: 200 of 500 messages per rolling 24 h spent, 300 left; the oldest 120 free up at "
+            "1970-01-02T01:00:00Z",
+        ),
+        (
+            200,
+            {1: ((0, 120),), 2: ((BUCKET, 80),)},
+            "read budget: 200 of 200 messages per rolling 24 h spent; backfills paused until 1970-01-02T01:00:00Z "
+            "(follow goes on)",
+        ),
+        (
+            50,
+            {1: ((0, 120), (BUCKET, 80))},
+            "read budget: 200 of 50 messages per rolling 24 h spent; backfills paused until 1970-01-02T02:00:00Z "
+            "(follow goes on)",
+        ),
+    ],
+)
+def test_describe_says_spent_of_the_limit_and_when_reads_free_up(
+    limit: int, spending: dict[int, tuple[tuple[int, int], ...]], line: str
+) -> None:
+    """`emitter check`'s line: spent of the limit, and when the oldest reads leave the window or reading resumes."""
+    budget = ReadBudget(limit, dict(spending))
+    assert budget.describe(2 * BUCKET) == line

@@ -24,6 +24,7 @@ TWO_STEP = "correct horse battery"
 PHONE_PROMPT = "Phone number (international format, e.g. +15551234567): "
 CODE_PROMPT = "Login code Telegram sent you: "
 TWO_STEP_PROMPT = "Two-step verification password: "
+UNLIMITED = "read budget: unlimited (telegram.read_budget_per_day = 0)"
 
 
 class Person:
@@ -255,7 +256,8 @@ def test_check_reports_the_login_and_each_group(
     assert lines[3] == 'FAIL https://t.me/nosuchgroup: ValueError: No user has "nosuchgroup" as username'
     assert lines[4] == f'ok {family} → {family} GROUP "Family"'
     assert lines[5] == "account: ok"
-    assert len(lines) == 6
+    assert lines[6] == UNLIMITED
+    assert len(lines) == 7
 
     monkeypatch.setenv("EMITTER_TELEGRAM__GROUPS", f"@news, {family}")
     with fake.patch_telethon():
@@ -264,6 +266,7 @@ def test_check_reports_the_login_and_each_group(
         f'ok @news → {fake.peer_id(news)} CHANNEL "News"',
         f'ok {family} → {family} GROUP "Family"',
         "account: ok",
+        UNLIMITED,
     ]
 
 
@@ -278,6 +281,7 @@ def test_check_without_a_login_says_so(
     assert capsys.readouterr().out.splitlines()[1:] == [
         "telegram: FAIL not logged in: run `emitter login`",
         "account: logged out (AUTH_KEY_UNREGISTERED)",
+        UNLIMITED,
     ]
 
 
@@ -312,7 +316,7 @@ def test_check_tells_a_ban_from_an_ended_session(
     monkeypatch.setenv("EMITTER_TELEGRAM__GROUPS", "@news")
     with fake.patch_telethon():
         assert main(["check"], prompts=NO_PROMPTS) == 1
-    assert capsys.readouterr().out.splitlines()[1:] == lines
+    assert capsys.readouterr().out.splitlines()[1:] == [*lines, UNLIMITED]
 
 
 def test_groups_during_a_long_flood_wait_says_how_long(

@@ -119,6 +119,7 @@ hasSecret:
   session: {{ or (not (empty $id.existingSecret)) (not (empty $secret.session)) }}
   kafkaSaslPassword: {{ or (not (empty $id.existingSecret)) (not (empty $secret.kafkaSaslPassword)) }}
   schemaRegistryPassword: {{ or (not (empty $id.existingSecret)) (not (empty $secret.schemaRegistryPassword)) }}
+  proxy: {{ or (not (empty $id.existingSecret)) (not (empty $secret.proxy)) }}
 {{- end }}
 
 {{/* One INI value: lists joined with commas, whole numbers without an exponent. */}}
