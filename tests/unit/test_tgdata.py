@@ -153,9 +153,7 @@ def test_album_ids_above_2_53_survive_a_column_with_missing_values() -> None:
     assert frame["GroupedId"].isna().tolist() == [False, True]
 
 
-async def test_an_album_arrives_sharing_grouped_id_and_albums_true_assembles_it(
-    tg: TgData, fake: FakeTelegram
-) -> None:
+async def test_an_album_arrives_sharing_grouped_id_and_albums_true_assembles_it(tg: TgData, fake: FakeTelegram) -> None:
     """Three photos posted as one album come back as three rows with one GroupedId; with albums=True as one
     post row (the caption, every member id) between the single messages around it."""
     fake.post("@talk", "before")
