@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from telethon import TelegramClient, types
+from telethon import TelegramClient, errors, types
 from telethon.tl.functions.channels import GetFullChannelRequest
 from telethon.tl.functions.messages import GetForumTopicsRequest
 
@@ -81,7 +81,6 @@ class GroupThreads:
     titles: dict[int, str | None] = field(default_factory=dict)
     posts: dict[int, CommentOf | None] = field(default_factory=dict)
     """Thread top message id -> the post it copies (None: a thread of the group's own)."""
-    fetched_titles: bool = False
 
 
 class Threads:
@@ -126,13 +125,19 @@ class Threads:
         action = event.action
         if action is not None and action.type in _TOPIC_ACTIONS and action.title is not None:
             state.titles[topic] = action.title  # the service message is the rename: no request needed
-        if topic not in state.titles and not state.fetched_titles:
-            state.titles = {**await self._titles(entity), **state.titles}
-            state.fetched_titles = True
         if topic not in state.titles:
-            # A topic opened since the last fetch whose creation this walk did not pass: ask once more.
-            state.titles.update(await self._titles(entity))
-            state.titles.setdefault(topic, None)
+            try:
+                fetched = await self._titles(entity)
+            except errors.ChannelForumMissingError:
+                # The group stopped being a forum: its messages have no topic any more (asking again would
+                # fail again, and stall the group behind a "transient" error).
+                log.info("group %d is no longer a forum: its records carry no topic", event.group_id)
+                state.forum = False
+                return event
+            # Titles seen in the stream win: in a backfill they are the title at that point of the history,
+            # where the answer has today's.
+            state.titles = {**fetched, **state.titles}
+            state.titles.setdefault(topic, None)  # deleted, or beyond what one refresh reads: not asked again
         return replace(event, topic=Topic(id=topic, title=state.titles[topic]))
 
     async def _titles(self, entity: Any) -> dict[int, str]:

@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 from telethon.tl import types
+from telethon.tl.functions.messages import GetForumTopicsRequest
 
 from emitter.records import Action, CommentOf, Forward, Group, GroupType, Reply, Source
 from emitter.telegram_mapping import map_message
-from emitter.threads import GENERAL_TOPIC, post_of, thread_top, topic_of
+from emitter.threads import GENERAL_TOPIC, Threads, post_of, thread_top, topic_of
 from tests.factories import event
+from tests.faketelegram import FakeTelegram
 
 CHANNEL = -1000000000042
 FORUM = Group(id=-1000000000077, title="Forum", type=GroupType.SUPERGROUP)
@@ -71,3 +73,53 @@ def test_the_copy_of_a_post_names_it_and_other_forwards_do_not() -> None:
 def test_the_thread_top_of_a_discussion_message(reply: Reply | None, top: int | None) -> None:
     """The top of a message's thread is its reply header's top id, else the message it replies to."""
     assert thread_top(event(10, reply=reply)) == top
+
+
+async def test_a_group_that_stopped_being_a_forum_gets_no_topic_and_no_second_request() -> None:
+    """getForumTopics answering CHANNEL_FORUM_MISSING (the forum was turned off) leaves the records without a
+    topic instead of failing the page for ever, and is not asked again."""
+    fake = FakeTelegram(seed=2)
+    chat = fake.add_channel("Was a forum", username="wasforum", megagroup=True)
+    client = fake.client(retry_delay=0)
+    await client.connect()
+    try:
+        entity = await client.get_entity("@wasforum")
+        threads = Threads(client)
+        gid = fake.peer_id(chat)
+        threads.add(gid, forum=True)
+        group = Group(id=gid, type=GroupType.SUPERGROUP)
+        first = await threads.enrich(entity, [event(2, group=group), event(3, group=group)])
+        later = await threads.enrich(entity, [event(4, group=group)])
+    finally:
+        await client.disconnect()
+    assert [e.topic for e in (*first, *later)] == [None, None, None]
+    assert threads.topic_requests == 1
+    assert fake.count(GetForumTopicsRequest) == 1
+
+
+async def test_topic_titles_are_fetched_once_and_renames_apply_from_where_they_pass() -> None:
+    """The first record of an unknown topic fetches every title (one request); a rename service message in
+    the records changes the title of the records after it, not of those before; General needs nothing more."""
+    fake = FakeTelegram(seed=2)
+    forum = fake.add_channel("Forum", username="forum", megagroup=True, forum=True)
+    bugs = fake.add_topic(forum, "Bugs")
+    fake.rename_topic(forum, bugs, "Known bugs")
+    client = fake.client(retry_delay=0)
+    await client.connect()
+    try:
+        entity = await client.get_entity("@forum")
+        threads = Threads(client)
+        gid = fake.peer_id(forum)
+        threads.add(gid, forum=True)
+        group = Group(id=gid, type=GroupType.SUPERGROUP)
+        in_topic = Reply(to_message_id=bugs, forum_topic=True)
+        rename = Action(type="topic_edit", title="Fixed bugs")
+        events = [event(10, group=group, reply=in_topic), event(11, group=group, action=rename, reply=in_topic)]
+        events += [event(12, group=group, reply=in_topic), event(13, group=group)]
+        out = await threads.enrich(entity, events)
+    finally:
+        await client.disconnect()
+    assert [(e.topic.id, e.topic.title) for e in out if e.topic] == [
+        (bugs, "Known bugs"), (bugs, "Fixed bugs"), (bugs, "Fixed bugs"), (1, "General"),
+    ]  # fmt: skip
+    assert threads.topic_requests == 1
