@@ -33,6 +33,7 @@ from emitter import records
 from emitter.avro_writer import RecordWriter, UnsupportedSchema, UnsupportedValue, build_writer
 from emitter.records import (
     Action,
+    CommentOf,
     Entity,
     Forward,
     Media,
@@ -40,6 +41,7 @@ from emitter.records import (
     Reaction,
     Reply,
     Sender,
+    Topic,
 )
 
 SCHEMA_DIR: Final = Path(__file__).resolve().parent / "schemas"
@@ -189,6 +191,14 @@ def _action(a: Action | None) -> AvroRecord | None:
     }
 
 
+def _topic(t: Topic | None) -> AvroRecord | None:
+    return None if t is None else {"id": t.id, "title": t.title}
+
+
+def _comment_of(c: CommentOf | None) -> AvroRecord | None:
+    return None if c is None else {"channel_id": c.channel_id, "post_id": c.post_id}
+
+
 def to_avro(event: MessageEvent) -> AvroRecord:
     """The Avro generic record of an event (field for field; enums as their names)."""
     g = event.group
@@ -220,6 +230,8 @@ def to_avro(event: MessageEvent) -> AvroRecord:
         "truncated": event.truncated,
         "change": event.change.value,
         "pts": event.pts,
+        "topic": _topic(event.topic),
+        "comment_of": _comment_of(event.comment_of),
     }
 
 

@@ -163,6 +163,12 @@ class Media:
     poll_answers: tuple[str, ...] = ()
     poll_closed: bool | None = None
     poll_total_voters: int | None = None
+    storage_uri: str | None = None
+    """Where the bytes are stored, once the media sink stored them (None until then, or when it is off)."""
+    sha256: str | None = None
+    """SHA-256 of the stored bytes, lowercase hex."""
+    stored_size: int | None = None
+    """Size of the stored object in bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +190,22 @@ class Action:
     peer_id: int | None = None
     message_id: int | None = None
     text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A forum topic: its id (the id of the message that created it; 1 for General) and its title."""
+
+    id: int
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommentOf:
+    """The channel post a message of the channel's discussion group comments on."""
+
+    channel_id: int
+    post_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +241,10 @@ class MessageEvent:
     pts: int | None = None
     """The group's update position after this event (the channel's pts; the account's for basic groups), when
     the event came from Telegram's update stream; None for history walks, exports and the demo."""
+    topic: Topic | None = None
+    """The forum topic of a message in a forum supergroup; None elsewhere."""
+    comment_of: CommentOf | None = None
+    """The channel post a message of a followed discussion group belongs to (its auto-forward or a comment)."""
 
     @property
     def group_id(self) -> int:

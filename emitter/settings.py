@@ -134,6 +134,10 @@ class TelegramSettings(_Section):
     join_channels: bool = Field(
         default=False, description="Join public channels the account is not in (Telegram pushes nothing else)."
     )
+    follow_comments: bool = Field(
+        default=False,
+        description="Also follow each channel's linked discussion group (its comments), records linked to the post.",
+    )
     unjoined_sweep_interval: float = Field(
         default=10.0, gt=0, description="Sweep interval of channels the account has not joined."
     )

@@ -72,6 +72,8 @@ class Resolved:
     entity: Any
     group: Group
     peer: PeerRef | None
+    channel_id: int | None = None
+    """Set on a channel's discussion group (telegram.follow_comments): the channel's marked id."""
 
 
 @dataclass

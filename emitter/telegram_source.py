@@ -44,11 +44,13 @@ from emitter.telegram_changes import ChangeCapture
 from emitter.telegram_client import make_client, record_identity, restrict_session_file, transport_connected
 from emitter.telegram_gateway import (
     LOST_ACCESS,
+    ErrorClass,
     GatewayStats,
     HealthCallback,
     Pace,
     Priority,
     RequestGateway,
+    classify,
     parse_paces,
     priority,
     requests_for,
@@ -56,7 +58,8 @@ from emitter.telegram_gateway import (
 from emitter.telegram_live import DEFAULT_LIVE_BUFFER_BYTES, Followed, LiveDispatch, LiveStats
 from emitter.telegram_mapping import group_from_entity, map_message
 from emitter.telegram_proxy import Proxy
-from emitter.telegram_resolver import Resolver, peer_ref
+from emitter.telegram_resolver import Resolved, Resolver, peer_ref
+from emitter.threads import Threads, discussion_group
 from emitter.tracing import tracer as default_tracer
 
 __all__ = ["PAGE_SIZE", "SourceStats", "TelegramSource", "make_client", "restrict_session_file"]
@@ -130,6 +133,7 @@ class TelegramSource(Service):
         health_callback: HealthCallback | None = None,
         read_budget: int = 0,
         proxy: Proxy | None = None,
+        follow_comments: bool = False,
     ) -> None:
         self.client = client
         self.proxy = proxy
@@ -176,6 +180,9 @@ class TelegramSource(Service):
         """Messages backfill walks may read per rolling day (the account's; sweeps and live do not spend it)."""
         self._starved: set[int] = set()
         """Groups whose backfill walk stopped because the read budget was spent."""
+        self.follow_comments = follow_comments
+        """Follow each configured channel's discussion group as a group of its own."""
+        self.threads = Threads(client)
 
     def __repr__(self) -> str:
         return f"TelegramSource(groups={self.specs!r})"
@@ -214,6 +221,7 @@ class TelegramSource(Service):
             live_buffer_bytes=settings.live_buffer_bytes,
             read_budget=settings.read_budget_per_day,
             proxy=settings.proxy_route,
+            follow_comments=settings.follow_comments,
             **kwargs,
         )
 
@@ -342,8 +350,11 @@ class TelegramSource(Service):
         self._check_fatal()  # a session that died while resolving is the account's trouble, not the groups'
         for spec, reason in self.unresolved.items():
             log.error("cannot resolve group %s: %s", spec, reason)
+        if self.follow_comments:
+            resolved = await self._with_discussions(resolved)
         out: list[Group] = []
         for r in resolved:
+            self.threads.add(r.group.id, forum=bool(getattr(r.entity, "forum", False)), channel_id=r.channel_id)
             state = Followed(r.group, r.entity, r.peer)
             if getattr(r.entity, "left", False):
                 await self._unjoined(state)
@@ -353,6 +364,32 @@ class TelegramSource(Service):
         if not out:
             raise FatalError(f"none of the configured groups could be resolved: {self.unresolved}")
         return out
+
+    async def _with_discussions(self, resolved: list[Resolved]) -> list[Resolved]:
+        """The resolved groups and, after them, each channel's discussion group (once, also when configured
+        itself), marked with the channel it discusses."""
+        out = {r.group.id: r for r in resolved}
+        for r in resolved:
+            try:
+                with requests_for(r.group.id, Priority.LIVE):
+                    entity = await discussion_group(self.client, r.entity)
+            except errors.RPCError as e:
+                if classify(e) is ErrorClass.ACCOUNT_GONE:
+                    raise
+                log.warning(
+                    "channel %d: its discussion group cannot be found (%s): not following comments",
+                    r.group.id,
+                    type(e).__name__,
+                )
+                continue
+            if entity is None:
+                continue
+            group = group_from_entity(entity)
+            found = out.get(group.id) or Resolved(str(group.id), entity, group, peer_ref(entity))
+            if group.id not in out:
+                log.info("following discussion group %d (%s) of channel %d", group.id, group.title or "", r.group.id)
+            out[group.id] = dataclasses.replace(found, channel_id=r.group.id)
+        return list(out.values())
 
     async def _unjoined(self, state: Followed) -> None:
         """A public channel the account is not in: join it if allowed, else say what it costs."""
@@ -383,7 +420,7 @@ class TelegramSource(Service):
                 async for page in self._run(state, cursor):
                     state = self.live.followed.get(page.moved_to.id, state) if page.moved_to else state
                     delay = _TRANSIENT_BACKOFF[0]
-                    yield page
+                    yield await self._threaded(state, page)
             except LOST_ACCESS as e:
                 reason = f"{type(e).__name__}: {e}"
                 state.failed = reason
@@ -407,6 +444,13 @@ class TelegramSource(Service):
                 delay = min(delay * 2, _TRANSIENT_BACKOFF[1])
             else:
                 return
+
+    async def _threaded(self, state: Followed, page: Page) -> Page:
+        """The page with its records' forum topics and comment links, for the groups that have them."""
+        if not self.threads.wanted(page.group.id):
+            return page
+        with requests_for(page.group.id, Priority.LIVE):
+            return dataclasses.replace(page, events=await self.threads.enrich(state.entity, page.events))
 
     async def _pause(self, state: Followed, seconds: float) -> None:
         """Wait `seconds`, or less if the session dies meanwhile."""

@@ -62,6 +62,7 @@ from telethon.tl.functions.messages import (
 )
 from telethon.tl.functions.updates import GetStateRequest
 
+from emitter.albums import assemble_albums
 from emitter.config_hooks import ConnectionEngine, IniConnectionEngine
 from emitter.cursor import NEVER_WALKED, GroupCursor
 from emitter.errors import ConfigError, FatalError, SourceError
@@ -97,6 +98,7 @@ from emitter.tracker import Tracker
 from emitter.trackers import CursorTracker, MemoryTracker
 
 __all__ = [
+    "ALBUM_COLUMNS",
     "COLUMNS",
     "GROUP_COLUMNS",
     "LINKED_COLUMNS",
@@ -113,6 +115,7 @@ __all__ = [
     "MessageHandler",
     "Row",
     "TgData",
+    "album_rows",
     "event_to_row",
     "json_rows",
     "to_rows",
@@ -164,6 +167,10 @@ GROUP_COLUMNS: Final[Mapping[str, str]] = {
     "Type": "str",
 }
 """`list_groups` columns: tgdata's names; GroupID is the marked id that every other call accepts."""
+
+ALBUM_COLUMNS: Final[Mapping[str, str]] = {**COLUMNS, "AlbumMessageIds": "object"}
+"""`get_messages(..., albums=True)` columns: one row per post, its first member's, with the album's caption as
+Message and every member's id, ascending, in AlbumMessageIds (a one-element list for a single message)."""
 
 LINKED_COLUMNS: Final[Mapping[str, str]] = {**GROUP_COLUMNS, "FoundVia": "str", "FoundBy": "str"}
 """`linked_groups` columns: a group row, how it was found and from which source room."""
@@ -228,7 +235,14 @@ def to_rows(rows: Iterable[Row], columns: Mapping[str, str] = COLUMNS) -> Rows:
     pd = _pandas()
     if pd is None:
         return list(rows)
-    return pd.DataFrame(list(rows), columns=list(columns)).astype(dict(columns))
+    rows = list(rows)
+    frame = pd.DataFrame(rows, columns=list(columns))
+    for name, dtype in columns.items():
+        if dtype == "Int64":
+            # Built from the ints themselves: a column with missing values passes through float64 in the
+            # DataFrame, which rounds ids above 2**53 (Telegram's album ids are 17 digits).
+            frame[name] = pd.array([r.get(name) for r in rows], dtype="Int64")
+    return frame.astype(dict(columns))
 
 
 def json_rows(messages: Rows) -> list[Row]:
@@ -239,6 +253,17 @@ def json_rows(messages: Rows) -> list[Row]:
         frame = messages.astype(object)
         records = frame.where(frame.notna(), None).to_dict("records")
     return [{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()} for r in records]
+
+
+def album_rows(events: Iterable[MessageEvent]) -> list[Row]:
+    """One `ALBUM_COLUMNS` row per post of `events` (`emitter.albums.assemble_albums`), oldest first."""
+    rows = []
+    for post in assemble_albums(events):
+        row = event_to_row(post.members[0])
+        row["Message"] = post.text
+        row["AlbumMessageIds"] = list(post.message_ids)
+        rows.append(row)
+    return rows
 
 
 def _group_row(group: GroupMetadata) -> Row:
@@ -740,6 +765,7 @@ class TgData:
         batch_size: int | None = None,
         batch_callback: BatchCallback | None = None,
         batch_delay: float = 0.0,
+        albums: bool = False,
     ) -> Rows:
         """The group's messages in the window, oldest first (an ascending walk: nothing is skipped).
 
@@ -761,6 +787,9 @@ class TgData:
             batch_callback: ``batch_callback(batch_rows, batch_number)``, sync or async, every
                 `batch_size` rows and once more for the rest.
             batch_delay: seconds to wait after each batch.
+            albums: return one row per post, the messages of an album (one `grouped_id`) assembled into one
+                (`ALBUM_COLUMNS`, as tgdata's `assemble_albums`); `limit` and the batches still count
+                messages, so an album at the window's edge may have only its members inside it.
 
         Returns:
             Every row of the window (also when batches were handed out), as `to_rows` gives them.
@@ -774,6 +803,7 @@ class TgData:
         progress = _Progress(progress_callback, limit)
         rows: list[Row] = []
         pending: list[Row] = []
+        events: list[MessageEvent] = []
         batches = 0
         view: AbstractContextManager[object] = (
             ProgressView(progress.board) if with_progress else contextlib.nullcontext()
@@ -782,6 +812,8 @@ class TgData:
             async for new in self._walk(source, group, Tracker(), progress):
                 page_rows = [event_to_row(e) for e in new]
                 rows += page_rows
+                if albums:
+                    events += new
                 if batch_callback is None or batch_size is None:
                     continue
                 pending += page_rows
@@ -791,7 +823,7 @@ class TgData:
                     del pending[:batch_size]
             if batch_callback is not None and pending:
                 await self._batch(batch_callback, pending, batches + 1, batch_delay)
-        return to_rows(rows)
+        return to_rows(album_rows(events), ALBUM_COLUMNS) if albums else to_rows(rows)
 
     async def get_message_batch(
         self,

@@ -20,6 +20,7 @@ from typing import Final, TypeVar
 from emitter.codec import Encoder, to_avro, to_json_ready
 from emitter.records import (
     Action,
+    CommentOf,
     Entity,
     EventType,
     Forward,
@@ -32,6 +33,7 @@ from emitter.records import (
     Reply,
     Sender,
     Source,
+    Topic,
 )
 
 SAMPLE_DIR: Final = Path(__file__).resolve().parent / "data" / "avro-sample"
@@ -106,6 +108,9 @@ def _media(rng: random.Random) -> Media:
         poll_answers=tuple(rng.choice(_TEXTS) for _ in range(rng.randint(0, 4))) if kind == "poll" else (),
         poll_closed=rng.choice((True, False, None)) if kind == "poll" else None,
         poll_total_voters=_maybe(rng, _int(rng)) if kind == "poll" else None,
+        storage_uri=_maybe(rng, "s3://media/media/" + "ab" * 32),
+        sha256=_maybe(rng, "ab" * 32),
+        stored_size=_maybe(rng, rng.choice((0, 2**31 + 12_345, rng.randint(1, 10**9)))),
     )
 
 
@@ -194,6 +199,8 @@ def _event(rng: random.Random, n: int) -> MessageEvent:
         else None,
         extra={rng.choice(("k", "ключ", "reply_class")): rng.choice(_TEXTS) for _ in range(rng.choice((0, 0, 2)))},
         truncated=rng.random() < 0.05,
+        topic=_maybe(rng, Topic(id=rng.choice((1, _long(rng))), title=_maybe(rng, rng.choice(_TEXTS)))),
+        comment_of=_maybe(rng, CommentOf(channel_id=-(10**12 + rng.randint(1, 2**40)), post_id=_long(rng))),
     )
 
 

@@ -231,6 +231,10 @@ class _ChannelState:
     """A broadcast channel's discussion supergroup, or the channel a discussion supergroup belongs to."""
     join_requests: list[int] = field(default_factory=list)
     """Users waiting for an admin to approve their join (channels with `join_request`)."""
+    topics: dict[int, _Topic] = field(default_factory=dict)
+    """A forum supergroup's topics by id (General, id 1, included)."""
+    auto_forwards: dict[int, int] = field(default_factory=dict)
+    """A discussion supergroup's automatic forwards: channel post id -> the forward's id here."""
 
     @property
     def marked(self) -> int:
@@ -238,6 +242,17 @@ class _ChannelState:
 
 
 _PeerState = _UserState | _ChatState | _ChannelState
+
+
+@dataclass
+class _Topic:
+    """A forum topic: its id is the id of the service message that created it (1 for General)."""
+
+    id: int
+    title: str
+    date: datetime
+    creator: int
+    icon_color: int = 0x6FB9F0
 
 
 @dataclass(eq=False)
@@ -414,6 +429,7 @@ class FakeTelegram:
         self._usernames: dict[str, _PeerState] = {}
         self._next_user_id = 1_000_001
         self._next_chat_id = 100_001
+        self._next_grouped_id = 13_000_000_000_000_000
         self._next_channel_id = 1_000_000_001
 
         self._links: list[Link] = []
@@ -456,6 +472,7 @@ class FakeTelegram:
             functions.channels.GetFullChannelRequest: self._h_get_full_channel,
             functions.channels.ReadHistoryRequest: self._h_true,
             functions.channels.JoinChannelRequest: self._h_join_channel,
+            functions.messages.GetForumTopicsRequest: self._h_get_forum_topics,
             functions.upload.GetFileRequest: self._h_get_file,
             functions.messages.CheckChatInviteRequest: self._h_check_chat_invite,
             functions.messages.ImportChatInviteRequest: self._h_import_chat_invite,
@@ -494,6 +511,7 @@ class FakeTelegram:
         joined: bool = True,
         about: str = "",
         join_request: bool = False,
+        forum: bool = False,
     ) -> Any:
         """Create a broadcast channel (or a supergroup with `megagroup=True`), by default one the account is in.
 
@@ -507,11 +525,19 @@ class FakeTelegram:
         about: the description channels.GetFullChannel returns. join_request=True: joining needs an
         admin's approval (``Channel.join_request``): channels.JoinChannel files a request and answers
         INVITE_REQUEST_SENT, and the account stays outside (`approve_join` lets it in).
+
+        forum=True (supergroups only): a forum (``Channel.forum``) with its General topic, id 1, as on Telegram;
+        `add_topic` opens more, `post(..., topic=id)` posts into one.
         """
+        if forum and not megagroup:
+            raise TypeError("only supergroups can be forums")
         date = date or self._now() - _DEFAULT_AGE
         st = self._new_channel(title, username=username, megagroup=megagroup, members=members, date=date, joined=joined)
         st.about = about
         st.tl.join_request = join_request or None
+        if forum:
+            st.tl.forum = True
+            st.topics[1] = _Topic(1, "General", date, self.default_user.id)
         creator = None if not megagroup else types.PeerUser(self.default_user.id)
         self._append(
             st,
@@ -585,6 +611,7 @@ class FakeTelegram:
         st = self._state(peer)
         msg = self._build_message(st, text, sender=sender, date=date or self._now(), fields=fields)
         self._append(st, msg, push=push)
+        self._auto_forward(st, [msg], push=push)
         return msg
 
     def post_many(
@@ -619,8 +646,158 @@ class FakeTelegram:
             date = (start_date + step * i).replace(microsecond=0)
             msg = self._build_message(st, body, sender=sender, date=date, fields=dict(fields))
             self._append(st, msg, push=False)
+            self._auto_forward(st, [msg], push=False)
             out.append(msg)
         return out
+
+    def post_album(
+        self,
+        peer: PeerLike,
+        media: Sequence[Any],
+        *,
+        caption: str = "",
+        sender: Any = None,
+        grouped_id: int | None = None,
+        push: bool = True,
+        **fields: Any,
+    ) -> list[Any]:
+        """Post an album: one message per item of `media` (from `add_file`), all sharing one `grouped_id`,
+        the caption on the first, consecutive ids, and (as Telegram sends an album) one Updates for all."""
+        st = self._state(peer)
+        if grouped_id is None:
+            self._next_grouped_id += 1
+            grouped_id = self._next_grouped_id
+        date = self._now()
+        out, updates = [], []
+        for i, item in enumerate(media):
+            body = caption if i == 0 else ""
+            msg = self._build_message(
+                st, body, sender=sender, date=date, fields={**fields, "media": item, "grouped_id": grouped_id}
+            )
+            st.history.add(msg)
+            pts = self._record(st, "new", (msg.id,), 1, msg.date)
+            if isinstance(st, _ChannelState):
+                updates.append(types.UpdateNewChannelMessage(message=msg, pts=pts, pts_count=1))
+            else:
+                updates.append(types.UpdateNewMessage(message=msg, pts=pts, pts_count=1))
+            out.append(msg)
+        if push and updates:
+            seq = 0
+            if not isinstance(st, _ChannelState):
+                self.seq += 1
+                seq = self.seq
+            self._push(st, updates, date, seq=seq, messages=out)
+        self._auto_forward(st, out, push=push)
+        return out
+
+    # --- forum topics and channel comments ------------------------------------------------------------------
+
+    def add_topic(self, group: PeerLike, title: str, *, push: bool = True) -> int:
+        """Open a topic in a forum supergroup, as Telegram does: a MessageActionTopicCreate service message
+        whose id becomes the topic's id. Returns the id."""
+        st = self._forum(group)
+        msg = types.MessageService(
+            id=self._take_id(st),
+            peer_id=types.PeerChannel(st.tl.id),
+            date=self._now(),
+            action=types.MessageActionTopicCreate(title=title, icon_color=0x6FB9F0),
+            from_id=types.PeerUser(self.default_user.id),
+        )
+        st.topics[msg.id] = _Topic(msg.id, title, msg.date, self.default_user.id)
+        self._append(st, msg, push=push)
+        return int(msg.id)
+
+    def rename_topic(self, group: PeerLike, topic_id: int, title: str, *, push: bool = True) -> Any:
+        """Rename a topic: a MessageActionTopicEdit service message inside the topic, and the new title in
+        messages.getForumTopics. Returns the service message."""
+        st = self._forum(group)
+        st.topics[topic_id].title = title
+        msg = types.MessageService(
+            id=self._take_id(st),
+            peer_id=types.PeerChannel(st.tl.id),
+            date=self._now(),
+            action=types.MessageActionTopicEdit(title=title),
+            from_id=types.PeerUser(self.default_user.id),
+            reply_to=self._topic_header(topic_id),
+        )
+        self._append(st, msg, push=push)
+        return msg
+
+    def comment(
+        self,
+        channel: PeerLike,
+        post_id: int,
+        text: str,
+        *,
+        sender: Any = None,
+        reply_to: int | None = None,
+        push: bool = True,
+    ) -> Any:
+        """Comment on a channel post: a message in the channel's discussion group replying to the post's
+        automatic forward there (or, with `reply_to`, to another comment of the thread, the forward as
+        ``reply_to_top_id``), as Telegram threads comments."""
+        ch = self._state(channel)
+        if not isinstance(ch, _ChannelState) or ch.linked is None:
+            raise TypeError("comments need a channel with a discussion group (link_discussion)")
+        group = ch.linked
+        top = group.auto_forwards[post_id]
+        header = types.MessageReplyHeader(
+            reply_to_msg_id=reply_to or top, reply_to_top_id=top if reply_to is not None else None
+        )
+        msg = self._build_message(group, text, sender=sender, date=self._now(), fields={"reply_to": header})
+        self._append(group, msg, push=push)
+        post = ch.history.msgs[post_id]
+        if post.replies is not None:
+            post.replies.replies += 1
+            post.replies.max_id = msg.id
+        return msg
+
+    def _forum(self, group: PeerLike) -> _ChannelState:
+        st = self._state(group)
+        if not isinstance(st, _ChannelState) or not st.tl.forum:
+            raise TypeError("topics live in forum supergroups: add_channel(..., megagroup=True, forum=True)")
+        return st
+
+    @staticmethod
+    def _topic_header(topic_id: int, reply_to: int | None = None) -> Any:
+        """The reply header of a message in a topic: the topic's id as what it replies to (or as its top when
+        it replies to a message of the topic)."""
+        if reply_to is None:
+            return types.MessageReplyHeader(forum_topic=True, reply_to_msg_id=topic_id)
+        return types.MessageReplyHeader(forum_topic=True, reply_to_msg_id=reply_to, reply_to_top_id=topic_id)
+
+    def _auto_forward(self, st: _PeerState, posts: Sequence[Any], *, push: bool) -> None:
+        """Telegram copies each post of a channel with a discussion group into the group, as a forward from
+        the channel (``saved_from_peer`` / ``saved_from_msg_id`` naming the post), and the post counts its
+        comments (``replies`` with ``comments``, the group's id)."""
+        if not isinstance(st, _ChannelState) or not st.tl.broadcast or st.linked is None:
+            return
+        group = st.linked
+        for post in posts:
+            if not isinstance(post, types.Message):
+                continue
+            channel = types.PeerChannel(st.tl.id)
+            header = types.MessageFwdHeader(
+                date=post.date,
+                from_id=channel,
+                channel_post=post.id,
+                saved_from_peer=channel,
+                saved_from_msg_id=post.id,
+            )
+            copy = types.Message(
+                id=self._take_id(group),
+                peer_id=types.PeerChannel(group.tl.id),
+                date=post.date,
+                message=post.message,
+                from_id=channel,
+                fwd_from=header,
+                media=post.media,
+                grouped_id=post.grouped_id,
+                entities=post.entities,
+            )
+            self._append(group, copy, push=push)
+            group.auto_forwards[post.id] = copy.id
+            post.replies = types.MessageReplies(replies=0, replies_pts=group.pts, comments=True, channel_id=group.tl.id)
 
     def burst(self, peer: PeerLike, n: int, *, text: str = "burst {i}", **fields: Any) -> list[Any]:
         """Post `n` messages within one second, each pushed live (stress for ordering and batching)."""
@@ -1291,7 +1468,11 @@ class FakeTelegram:
         if sender is not None:
             from_id = types.PeerChannel(sender.id) if isinstance(sender, types.Channel) else types.PeerUser(sender.id)
         reply_to = fields.pop("reply_to", None)
-        if isinstance(reply_to, int):
+        topic = fields.pop("topic", None)
+        if topic is not None and topic != 1:
+            # General (id 1) carries no topic header on Telegram: a reader must know it is the default.
+            reply_to = self._topic_header(topic, reply_to if isinstance(reply_to, int) else None)
+        elif isinstance(reply_to, int):
             reply_to = types.MessageReplyHeader(reply_to_msg_id=reply_to)
         if broadcast:
             # Broadcast posts always carry counters on Telegram.
@@ -2023,6 +2204,63 @@ class FakeTelegram:
         chats = [ch.tl] + ([ch.migrated_from.tl] if ch.migrated_from is not None else [])
         chats += [self._channel_tl(ch.linked)] if ch.linked is not None else []
         return types.messages.ChatFull(full_chat=full, chats=chats, users=[])
+
+    def _h_get_forum_topics(self, link: Link, req: Any) -> Any:
+        """messages.getForumTopics as Telegram answers it: CHANNEL_FORUM_MISSING outside forums; topics by
+        their last activity, newest first, paged by (offset_date, offset_id, offset_topic), at most 100 a page
+        whatever `limit` asks; `q` filters titles; the topics' last messages and their peers come along."""
+        st = self._resolve_input_peer(req.peer)
+        self._check_access(st)
+        if not isinstance(st, _ChannelState) or not st.tl.forum:
+            raise _RpcFailure(400, "CHANNEL_FORUM_MISSING")
+        last = {t: t for t in st.topics}
+        for msg in st.history.msgs.values():
+            header = getattr(msg, "reply_to", None)
+            if getattr(header, "forum_topic", None):
+                topic = header.reply_to_top_id or header.reply_to_msg_id
+                last[topic] = max(last.get(topic, 0), msg.id)
+            elif msg.id not in st.topics:
+                last[1] = max(last[1], msg.id) if 1 in last else msg.id
+        ordered = sorted(
+            (t for t in st.topics.values() if not req.q or req.q.lower() in t.title.lower()),
+            key=lambda t: last[t.id],
+            reverse=True,
+        )
+        count = len(ordered)
+        if req.offset_topic:
+            ids = [t.id for t in ordered]
+            ordered = ordered[ids.index(req.offset_topic) + 1 :] if req.offset_topic in ids else []
+        page = ordered[: max(0, min(req.limit or 100, 100))]
+        tops = {last[t.id]: st.history.msgs[last[t.id]] for t in page if last[t.id] in st.history.msgs}
+        topics = [
+            types.ForumTopic(
+                id=t.id,
+                date=t.date,
+                peer=types.PeerChannel(st.tl.id),
+                title=t.title,
+                icon_color=t.icon_color,
+                top_message=last[t.id],
+                read_inbox_max_id=last[t.id],
+                read_outbox_max_id=last[t.id],
+                unread_count=0,
+                unread_mentions_count=0,
+                unread_reactions_count=0,
+                unread_poll_votes_count=0,
+                from_id=types.PeerUser(t.creator),
+                notify_settings=types.PeerNotifySettings(),
+            )
+            for t in page
+        ]
+        messages = list(tops.values())
+        users, chats = self._entities(messages, [st])
+        return types.messages.ForumTopics(
+            count=count,
+            topics=topics,
+            messages=messages,
+            chats=chats,
+            users=users,
+            pts=st.pts,
+        )
 
     def _h_read_history(self, link: Link, req: Any) -> Any:
         return types.messages.AffectedMessages(pts=self.pts, pts_count=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import avro.schema
 import pytest
 
 from emitter.codec import PREVIOUS_SCHEMA_DIR, SCHEMA_DIR, Encoder, Schema, decode
+from tests.avro_sample import VALUES_FILE
 from tests.factories import event
 from tests.integration.avro_java import java_decode, java_fingerprint
 from tests.unit.test_codec import FULL
@@ -26,7 +27,8 @@ def as_java_json(value: Any) -> Any:
     if isinstance(value, list):
         return [as_java_json(v) for v in value]
     if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
+        # Exact integer milliseconds: timestamp() is a float, which rounds some dates a millisecond off.
+        return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
     return value
 
 
@@ -53,6 +55,17 @@ def test_java_reads_single_object_values() -> None:
     assert read == [as_java_json(decode(v)) for v in values]
     assert read[0]["text"] == "hello 👋 world"
     assert read[0]["media"]["size"] == 3 * 2**31
+
+
+def test_java_reads_the_whole_avro_sample() -> None:
+    """Java's reader decodes every value of tests/data/avro-sample (v3: topics, comment links, stored media
+    among them) to the record fastavro decodes."""
+    values = [bytes.fromhex(line) for line in VALUES_FILE.read_text(encoding="utf-8").splitlines()]
+    read = java_decode(values, SCHEMA_DIR / "telegram_message.avsc")
+    assert read == [as_java_json(decode(v)) for v in values]
+    assert any(r["topic"] is not None for r in read)
+    assert any(r["comment_of"] is not None for r in read)
+    assert any(r["media"] is not None and r["media"]["sha256"] is not None for r in read)
 
 
 def test_python_avro_package_fingerprints_logical_types_differently() -> None:

@@ -46,9 +46,13 @@ def test_the_expected_records_are_the_decoded_values() -> None:
 def test_the_sample_covers_the_schema() -> None:
     """Every optional field is both null and set somewhere in the sample, and every enum symbol appears."""
     records = [to_avro(e) for e in sample_events()]
-    for name in ("date", "edit_date", "sender", "reply", "forward", "media", "grouped_id", "views", "action"):
+    for name in ("date", "edit_date", "sender", "reply", "forward", "media", "grouped_id", "views", "action",
+                 "topic", "comment_of"):  # fmt: skip
         seen = {r[name] is None for r in records}
         assert seen == {True, False}, name
+    media = [r["media"] for r in records if r["media"] is not None]
+    for name in ("storage_uri", "sha256", "stored_size"):
+        assert {m[name] is None for m in media} == {True, False}, name
     for name in ("event_type", "source"):
         symbols = next(f["type"]["symbols"] for f in message_schema().raw["fields"] if f["name"] == name)
         assert {r[name] for r in records} == set(symbols)

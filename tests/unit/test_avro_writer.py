@@ -19,6 +19,7 @@ from emitter.avro_writer import UnsupportedSchema, UnsupportedValue, build_write
 from emitter.codec import RECORD_TYPES, Encoder, Schema, decode, message_schema, to_avro
 from emitter.records import (
     Action,
+    CommentOf,
     Entity,
     EventType,
     Forward,
@@ -31,6 +32,7 @@ from emitter.records import (
     Reply,
     Sender,
     Source,
+    Topic,
 )
 from tests.factories import event
 
@@ -117,6 +119,9 @@ MEDIA = st.builds(
     poll_answers=_tuples(TEXT),
     poll_closed=OPT_BOOL,
     poll_total_voters=OPT_INT,
+    storage_uri=OPT_TEXT,
+    sha256=OPT_TEXT,
+    stored_size=OPT_LONG,
 )
 ACTIONS = st.builds(
     Action,
@@ -156,6 +161,8 @@ EVENTS = st.builds(
     action=st.none() | ACTIONS,
     extra=st.dictionaries(TEXT, TEXT, max_size=4),
     truncated=st.booleans(),
+    topic=st.none() | st.builds(Topic, id=LONGS, title=OPT_TEXT),
+    comment_of=st.none() | st.builds(CommentOf, channel_id=LONGS, post_id=LONGS),
 )
 
 

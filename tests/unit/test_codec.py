@@ -14,7 +14,6 @@ import pytest
 from emitter.codec import MESSAGE_SCHEMA_FILE, PREVIOUS_SCHEMA_DIR, Encoder, Schema, decode, message_schema
 from emitter.records import (
     Action,
-    Change,
     Entity,
     EventType,
     Forward,
@@ -103,15 +102,20 @@ def test_unknown_bytes_are_refused(value: bytes) -> None:
         decode(value)
 
 
-def test_values_of_the_previous_schema_decode_in_the_current_shape() -> None:
-    """A value the previous release wrote (schema v1, still in the topic after an upgrade) decodes by its
-    fingerprint, with the fields added since at their defaults: change MESSAGE, pts None."""
-    v1 = Schema.load(PREVIOUS_SCHEMA_DIR / "telegram_message.v1.avsc")
-    assert v1.fingerprint != message_schema().fingerprint
-    old = [Encoder(v1).encode(e) for e in (FULL, event(8, kind=EventType.EDIT, text="edited"))]
-    current = [decode(Encoder().encode(e)) for e in (FULL, event(8, kind=EventType.EDIT, text="edited"))]
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_values_of_a_previous_schema_decode_in_the_current_shape(version: str) -> None:
+    """A value an earlier release wrote (schema v1 or v2, still in the topic after an upgrade) decodes by its
+    fingerprint, with the fields added since at their defaults: change MESSAGE, pts, topic, comment_of and the
+    stored-media fields None."""
+    old_schema = Schema.load(PREVIOUS_SCHEMA_DIR / f"telegram_message.{version}.avsc")
+    assert old_schema.fingerprint != message_schema().fingerprint
+    events = (FULL, event(8, kind=EventType.EDIT, text="edited"))
+    old = [Encoder(old_schema).encode(e) for e in events]
+    current = [decode(Encoder().encode(e)) for e in events]
     read = [decode(v) for v in old]
-    assert [(r["change"], r["pts"]) for r in read] == [(Change.MESSAGE.value, None)] * 2
+    assert [(r["change"], r["pts"], r["topic"], r["comment_of"]) for r in read] == [("MESSAGE", None, None, None)] * 2
+    media = read[0]["media"]
+    assert (media["storage_uri"], media["sha256"], media["stored_size"]) == (None, None, None)
     assert read == current
 
 

@@ -1321,3 +1321,67 @@ async def test_channel_too_long_for_a_channel_telethon_holds_no_state_for_is_dro
     assert seen[0].message.id == marker.id
     assert missed.id not in [ev.message.id for ev in seen if ev.chat_id == fake.peer_id(silent)]
     assert fake.count("updates.GetChannelDifference") == 0
+
+
+# Albums, forum topics, channel comments
+
+
+async def test_an_album_is_consecutive_messages_sharing_grouped_id_in_one_update(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """post_album gives consecutive ids, one grouped_id, the caption on the first; Telethon's Album event sees
+    all members together (they came in one Updates)."""
+    chat = fake.add_channel("Chat", username="chat", megagroup=True)
+    client = await connect()
+    seen = _collector(client, events.Album())
+    await client.get_messages("@chat", limit=1)  # the channel is known, so its updates are applied
+    album = fake.post_album(chat, [fake.add_file(b"x" * 10, photo=True) for _ in range(3)], caption="c")
+    assert [m.id for m in album] == list(range(album[0].id, album[0].id + 3))
+    assert {m.grouped_id for m in album} == {album[0].grouped_id}
+    assert [m.message for m in album] == ["c", "", ""]
+    await wait_until(lambda: len(seen) == 1)
+    assert [m.id for m in seen[0].messages] == [m.id for m in album]
+
+
+async def test_forum_topics_come_from_get_forum_topics_newest_activity_first(
+    fake: FakeTelegram, connect: Connect
+) -> None:
+    """A forum answers messages.getForumTopics with General and its topics (renamed titles current), the
+    topic with the latest message first, at most `limit`; a group that is no forum: CHANNEL_FORUM_MISSING."""
+    forum = fake.add_channel("Forum", username="forum", megagroup=True, forum=True)
+    plain = fake.add_channel("Plain", username="plain", megagroup=True)
+    bugs = fake.add_topic(forum, "Bugs")
+    ideas = fake.add_topic(forum, "Ideas")
+    fake.post(forum, "in bugs", topic=bugs)
+    fake.rename_topic(forum, ideas, "Wishes")
+    in_general = fake.post(forum, "general chat", topic=1)
+    assert in_general.reply_to is None
+    client = await connect()
+    peer = await client.get_input_entity("@forum")
+    answer = await client(functions.messages.GetForumTopicsRequest(peer, None, 0, 0, 100))
+    assert [(t.id, t.title) for t in answer.topics] == [(1, "General"), (ideas, "Wishes"), (bugs, "Bugs")]
+    assert answer.count == 3
+    one = await client(functions.messages.GetForumTopicsRequest(peer, None, 0, 0, 1))
+    assert len(one.topics) == 1
+    with pytest.raises(errors.ChannelForumMissingError):
+        await client(functions.messages.GetForumTopicsRequest(await client.get_input_entity("@plain"), None, 0, 0, 9))
+    assert plain.forum is None
+
+
+async def test_channel_posts_are_forwarded_into_the_discussion_group_and_comments_thread_under_them(
+    fake: FakeTelegram,
+) -> None:
+    """A post of a channel with a discussion group appears there as a forward naming the post; comments reply
+    to that forward (a reply to a comment has the forward as its top)."""
+    news = fake.add_channel("News", username="news")
+    chat = fake.add_channel("News chat", username="newschat", megagroup=True)
+    fake.link_discussion(news, chat)
+    post = fake.post(news, "big news")
+    forward = fake.messages(chat)[-1]
+    assert (forward.fwd_from.saved_from_peer.channel_id, forward.fwd_from.saved_from_msg_id) == (news.id, post.id)
+    assert post.replies.comments and post.replies.channel_id == chat.id
+    first = fake.comment(news, post.id, "first!")
+    second = fake.comment(news, post.id, "re: first", reply_to=first.id)
+    assert (first.reply_to.reply_to_msg_id, first.reply_to.reply_to_top_id) == (forward.id, None)
+    assert (second.reply_to.reply_to_msg_id, second.reply_to.reply_to_top_id) == (first.id, forward.id)
+    assert post.replies.replies == 2

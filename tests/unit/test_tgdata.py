@@ -16,7 +16,7 @@ from telethon.tl import functions, types
 from emitter.account_health import AccountHealth, AccountState
 from emitter.errors import FatalError
 from emitter.records import Action, Forward, Media, Reply, Sender
-from emitter.tgdata import COLUMNS, GROUP_COLUMNS, GroupNotFoundError, TgData, event_to_row
+from emitter.tgdata import COLUMNS, GROUP_COLUMNS, GroupNotFoundError, TgData, event_to_row, to_rows
 from tests.factories import T0, event
 from tests.faketelegram import FakeTelegram
 
@@ -144,6 +144,36 @@ async def test_get_messages_window(tg: TgData, window: dict[str, Any], expected:
     """limit, after_id and start/end dates bound the ascending walk; a limit alone takes the newest."""
     frame = await tg.get_messages("@news", **window)
     assert frame["MessageId"].tolist() == expected
+
+
+def test_album_ids_above_2_53_survive_a_column_with_missing_values() -> None:
+    """A 17-digit GroupedId (Telegram's album ids) stays exact beside a row without one (no float64 detour)."""
+    frame = to_rows([event_to_row(event(1, grouped_id=13_000_000_000_000_001)), event_to_row(event(2))])
+    assert frame["GroupedId"].iloc[0] == 13_000_000_000_000_001
+    assert frame["GroupedId"].isna().tolist() == [False, True]
+
+
+async def test_an_album_arrives_sharing_grouped_id_and_albums_true_assembles_it(tg: TgData, fake: FakeTelegram) -> None:
+    """Three photos posted as one album come back as three rows with one GroupedId; with albums=True as one
+    post row (the caption, every member id) between the single messages around it."""
+    fake.post("@talk", "before")
+    photos = [fake.add_file(bytes([i]) * 64, photo=True) for i in range(3)]
+    album = fake.post_album("@talk", photos, caption="holiday")
+    fake.post("@talk", "after")
+    ids = [m.id for m in album]
+
+    frame = await tg.get_messages("@talk")
+    members = frame[frame["MessageId"].isin(ids)]
+    assert members["GroupedId"].nunique() == 1
+    assert int(members["GroupedId"].iloc[0]) == album[0].grouped_id
+    assert members["MediaType"].tolist() == ["photo"] * 3
+
+    posts = await tg.get_messages("@talk", albums=True)
+    assert list(posts.columns) == [*COLUMNS, "AlbumMessageIds"]
+    assert len(posts) == len(frame) - 2
+    (row,) = posts[posts["GroupedId"].notna()].itertuples()
+    assert (row.AlbumMessageIds, row.Message, row.MessageId) == (ids, "holiday", ids[0])
+    assert posts["Message"].tolist()[-3:] == ["before", "holiday", "after"]
 
 
 async def test_get_messages_without_pandas_gives_dicts(tg: TgData, monkeypatch: pytest.MonkeyPatch) -> None:
