@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.client import ConnectionGroup, CoordinationType
-from aiokafka.errors import IllegalOperation, KafkaError
+from aiokafka.errors import IllegalOperation, KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.transaction import EndTxnRequest
 from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
@@ -186,6 +186,12 @@ class KafkaSink(Service):
         )
         try:
             await producer.start()
+        except AssertionError as e:
+            await producer.stop()
+            # aiokafka asserts instead of raising when the metadata it bootstrapped from names no broker, as a
+            # KRaft broker's does for a moment after its controller fenced it (a paused or overloaded node):
+            # an outage to retry, not a crash.
+            raise KafkaConnectionError(f"the cluster's metadata named no broker ({e})") from e
         except BaseException:
             await producer.stop()
             raise

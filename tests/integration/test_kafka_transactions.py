@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.client import AIOKafkaClient
 
 from emitter.cursor import GroupCursor
+from emitter.errors import RetriableError
 from emitter.kafka_sink import KafkaSink
 from emitter.protocols import Batch
 from emitter.settings import Settings
@@ -144,6 +146,30 @@ async def test_cancelled_commit_aborts_and_leaves_a_clean_producer(settings: Set
     assert cursors[GROUP.id].cursor == 3000
     assert ids[0] == 1 and ids[-1] == 3000 and len(ids) == len(set(ids))
     print(f"{phase}: stop took {stopped_in:.2f} s; {len(ids)} records committed, LSO lag {lag}")
+
+
+async def test_a_producer_started_while_the_metadata_names_no_broker_is_retried(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new producer whose metadata names no broker (a KRaft broker fenced for a moment after a pause) fails
+    the commit as a retriable outage, not with aiokafka's assertion, and the next commit goes through."""
+    sink = KafkaSink(settings.kafka, settings.emitter.instance)
+    await sink.start()
+    try:
+        await sink.commit(Batch([event(1)], {GROUP.id: GroupCursor(GROUP.id, 1)}))
+        producer, sink._producer = sink._producer, None  # as after a failed or expired transaction
+        assert producer is not None
+        await producer.stop()
+        with monkeypatch.context() as patched:
+            patched.setattr(AIOKafkaClient, "get_random_node", lambda _self: None)
+            with pytest.raises(RetriableError, match="metadata named no broker"):
+                await sink.commit(Batch([event(2)], {GROUP.id: GroupCursor(GROUP.id, 2)}))
+        assert sink._producer is None
+        await sink.commit(Batch([event(2)], {GROUP.id: GroupCursor(GROUP.id, 2)}))
+    finally:
+        await sink.stop()
+    ids = [r["message_id"] for _, r in await read_committed(settings.kafka.bootstrap_servers, settings.kafka.topic)]
+    assert ids == [1, 2]
 
 
 def test_replication_factor_above_the_brokers_is_a_config_error(cli_env: dict[str, str], tmp_path: Path) -> None:
