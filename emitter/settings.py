@@ -453,9 +453,9 @@ class MediaSettings(_Section):
     @model_validator(mode="after")
     def _check_enabled(self) -> MediaSettings:
         if self.enabled and self.bucket is None:
-            raise ValueError("media.bucket is required when media.enabled: expected an S3 bucket name")
+            raise ValueError("bucket is required when enabled: expected an S3 bucket name")
         if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ValueError("media.access_key_id and media.secret_access_key go together: set both or neither")
+            raise ValueError("access_key_id and secret_access_key go together: set both or neither")
         return self
 
 

@@ -35,6 +35,7 @@ SECRET_ENV = {
     "TELEGRAM_SESSION": "session",
     "EMITTER_KAFKA__SASL_PASSWORD": "kafkaSaslPassword",
     "EMITTER_KAFKA__SCHEMA_REGISTRY_PASSWORD": "schemaRegistryPassword",
+    "EMITTER_MEDIA__SECRET_ACCESS_KEY": "mediaSecretAccessKey",
 }
 # Stand-ins for the keys of a Secret the chart does not render (existingSecret).
 EXISTING_SECRET = {
@@ -43,6 +44,7 @@ EXISTING_SECRET = {
     "session": "placeholder",
     "kafka-sasl-password": "placeholder",
     "schema-registry-password": "placeholder",
+    "media-secret-access-key": "placeholder",
 }
 # Settings the chart sets itself, outside `config`.
 MANAGED = {
@@ -60,6 +62,7 @@ SECRET_SETTINGS = {
     ("telegram", "session"),
     ("kafka", "sasl_password"),
     ("kafka", "schema_registry_password"),
+    ("media", "secret_access_key"),
 }
 LOGIN_ONLY = {("telegram", "session_file"), ("telegram", "phone")}  # `emitter login`, not a running pod
 FREE_FORM_MAPS = {"podAnnotations", "podLabels", "nodeSelector", "annotations", "labels", "matchLabels"}

@@ -84,7 +84,7 @@ CASES = [
         None,
         "missing telegram.api_id, a session",
     ),
-    ("media enabled without bucket", ["run"], {}, "[media]\nenabled = true\n", "media.bucket is required"),
+    ("media enabled without bucket", ["run"], {}, "[media]\nenabled = true\n", "media: bucket is required when enabled"),
     ("unknown media type", ["run"], {"EMITTER_MEDIA__TYPES": "photo,gif"}, None, "'gif' is not a media type"),
     ("media part size below S3's 5 MiB", ["run"], {}, "[media]\npart_size = 1000\n", "media.part_size = '1000'"),
     ("media prefix without slash", ["run"], {}, "[media]\nprefix = emitter\n", "media.prefix = 'emitter'"),
@@ -94,7 +94,7 @@ CASES = [
         ["run"],
         {"EMITTER_MEDIA__ACCESS_KEY_ID": "AKIA1"},
         None,
-        "media.access_key_id and media.secret_access_key go together",
+        "media: access_key_id and secret_access_key go together",
     ),
     (
         "media group override not key=value",

@@ -119,6 +119,7 @@ hasSecret:
   session: {{ or (not (empty $id.existingSecret)) (not (empty $secret.session)) }}
   kafkaSaslPassword: {{ or (not (empty $id.existingSecret)) (not (empty $secret.kafkaSaslPassword)) }}
   schemaRegistryPassword: {{ or (not (empty $id.existingSecret)) (not (empty $secret.schemaRegistryPassword)) }}
+  mediaSecretAccessKey: {{ or (not (empty $id.existingSecret)) (not (empty $secret.mediaSecretAccessKey)) }}
 {{- end }}
 
 {{/* One INI value: lists joined with commas, whole numbers without an exponent. */}}
@@ -153,7 +154,7 @@ sorted and empty values left out, so the checksum only changes when the content 
 {{- $_ := set $config "kafka" $kafka }}
 {{- end }}
 {{- $lines := list (printf "# Rendered by the telegram-emitter chart for identity %s. Secrets come from the environment." $view.name) }}
-{{- range $section := list "telegram" "kafka" "emitter" "telemetry" }}
+{{- range $section := list "telegram" "kafka" "emitter" "telemetry" "media" }}
 {{- $keys := default dict (get $config $section) }}
 {{- $entries := list }}
 {{- range $key := keys $keys | sortAlpha }}
