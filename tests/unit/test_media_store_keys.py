@@ -8,7 +8,7 @@ from emitter.media_store import MediaStore
 from emitter.settings import MediaSettings
 
 DIGEST = "9f" * 32
-SECRET = "s3cr3t"  # made up: the store is never started
+SECRET = "s3cr3t"  # noqa: S105 - made up: the store is never started
 
 
 def store(prefix: str = "") -> MediaStore:
