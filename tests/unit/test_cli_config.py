@@ -84,7 +84,7 @@ CASES = [
         None,
         "missing telegram.api_id, a session",
     ),
-    ("media enabled without bucket", ["run"], {}, "[media]\nenabled = true\n", "media: bucket is required when enabled"),
+    ("media enabled without bucket", ["run"], {}, "[media]\nenabled = true\n", "media: bucket is required"),
     ("unknown media type", ["run"], {"EMITTER_MEDIA__TYPES": "photo,gif"}, None, "'gif' is not a media type"),
     ("media part size below S3's 5 MiB", ["run"], {}, "[media]\npart_size = 1000\n", "media.part_size = '1000'"),
     ("media prefix without slash", ["run"], {}, "[media]\nprefix = emitter\n", "media.prefix = 'emitter'"),
