@@ -29,7 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
@@ -57,6 +57,7 @@ log = logging.getLogger("emitter.media")
 
 T = TypeVar("T")
 
+_CLOCK_RESOLUTION = timedelta(seconds=1)
 _DENIED = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken"})
 _MISSING_BUCKET = frozenset({"NoSuchBucket", "404"})
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -126,6 +127,7 @@ class MediaStore(Service):
         self._stack: AsyncExitStack | None = None
         self._client: S3Client | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._own: set[str] = set()  # ids of the multipart uploads this store has in flight
 
     def __repr__(self) -> str:
         return (
@@ -221,7 +223,12 @@ class MediaStore(Service):
                 del self._locks[key]
 
     async def abort_incomplete(self) -> int:
-        """Abort multipart uploads under the prefix initiated before this store started; their number."""
+        """Abort multipart uploads under the prefix initiated before this store started; their number.
+
+        "Before" means in an earlier second than the start: servers report whole seconds. A crashed
+        predecessor's upload is always that old (a restart takes longer), a peer's in-flight one begun
+        since is left alone.
+        """
         started = self.started_at or datetime.now(UTC)
         stale: list[tuple[str, str]] = []
         key_marker, upload_marker = "", ""
@@ -229,7 +236,10 @@ class MediaStore(Service):
             page = await self._uploads_page(key_marker, upload_marker)
             for upload in page.get("Uploads", []):
                 initiated = upload.get("Initiated")
-                if "Key" in upload and "UploadId" in upload and (initiated is None or initiated < started):
+                # S3 gives whole seconds (SeaweedFS truncates): only an upload of a second wholly before the
+                # start is surely not in flight. Ours never are stale, whatever a server clock says.
+                before = initiated is None or initiated + _CLOCK_RESOLUTION <= started
+                if "Key" in upload and upload.get("UploadId") not in self._own and before:
                     stale.append((upload["Key"], upload["UploadId"]))
             if not page.get("IsTruncated"):
                 break
@@ -301,6 +311,7 @@ class MediaStore(Service):
             lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata={"sha256": sha256}),
         )
         upload_id = created["UploadId"]
+        self._own.add(upload_id)
         try:
             parts = await self._upload_parts(path, key, upload_id, sha256, size)
             await self._call(
@@ -314,6 +325,8 @@ class MediaStore(Service):
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._abort(key, upload_id))
             raise
+        finally:
+            self._own.discard(upload_id)
 
     async def _upload_parts(
         self, path: Path, key: str, upload_id: str, sha256: str, size: int

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiobotocore.config import AioConfig
@@ -76,3 +81,90 @@ async def delete_prefix(client: S3Client, bucket: str, prefix: str) -> None:
     listing = await client.list_objects_v2(Bucket=bucket, Prefix=prefix)
     for obj in listing.get("Contents", []):
         await client.delete_object(Bucket=bucket, Key=obj["Key"])
+
+
+class _Forwarder(BaseHTTPRequestHandler):
+    server: FaultyProxy
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: request lines are noise in a failed test's output."""
+
+    def _forward(self) -> None:
+        proxy = self.server
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        with proxy.lock:
+            proxy.requests.append(f"{self.command} {self.path}")
+            query = set(self.path.partition("?")[2].split("&"))
+            fault = next((f for f in proxy.faults if f[0] in query), None)
+            if fault is not None:
+                proxy.faults.remove(fault)
+        if fault is not None and fault[1] == "drop":
+            self.close_connection = True  # the request was read, no answer comes: a connection reset
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault is not None:
+            error = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+            self._answer(500, {"Content-Type": "application/xml"}, error)
+            return
+        upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+        try:
+            # The Host header stays the proxy's: the client signed its request for that host.
+            upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
+            response = upstream.getresponse()
+            headers = {k: v for k, v in response.getheaders() if k.lower() not in {"transfer-encoding", "connection"}}
+            self._answer(response.status, headers, response.read())
+        finally:
+            upstream.close()
+
+    def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            if key.lower() != "content-length" or self.command == "HEAD":  # a HEAD's length is the object's
+                self.send_header(key, value)
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+
+class FaultyProxy(ThreadingHTTPServer):
+    """An HTTP pass-through to the S3 server that logs requests and fails chosen ones once.
+
+    Args:
+        upstream_port: the real server's port.
+        faults: (a query parameter such as "partNumber=2", "drop" or "500"): the first request with that
+            parameter gets its connection closed without an answer, or S3's InternalError; once per entry.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, upstream_port: int, faults: list[tuple[str, str]]) -> None:
+        super().__init__(("127.0.0.1", 0), _Forwarder)
+        self.upstream_port = upstream_port
+        self.faults = list(faults)
+        self.requests: list[str] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The endpoint to give a store instead of the server's."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@contextmanager
+def faulty_proxy(faults: list[tuple[str, str]]) -> Iterator[FaultyProxy]:
+    """A running FaultyProxy in front of the test server."""
+    proxy = FaultyProxy(S3_PORT, faults)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join(timeout=5)

@@ -2,26 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from types_aiobotocore_s3 import S3Client
 
 from emitter.errors import RetriableError
 from emitter.media_store import MediaStore, MediaStoreError
 from emitter.settings import MediaSettings
-from tests.integration.s3_server import BUCKET, SECRET_KEY, delete_prefix, media_settings, s3, s3_endpoint
+from tests.integration.s3_server import (
+    BUCKET,
+    SECRET_KEY,
+    delete_prefix,
+    faulty_proxy,
+    media_settings,
+    s3,
+    s3_endpoint,
+)
 
 __all__ = ["s3", "s3_endpoint"]  # the fixtures, imported so that pytest finds them
 
 pytestmark = pytest.mark.integration
 
 MiB = 2**20
+
+
+async def next_second() -> None:
+    """Return once the wall clock has entered its next second (upload dates have whole seconds)."""
+    now = datetime.now(UTC)
+    deadline = now.replace(microsecond=0) + timedelta(seconds=1)
+    while datetime.now(UTC) < deadline:
+        await asyncio.sleep(0.01)
 
 
 def write_random(path: Path, size: int) -> str:
@@ -123,6 +142,7 @@ async def test_an_upload_left_open_by_a_crash_is_aborted_on_start(
     created = await s3.create_multipart_upload(Bucket=BUCKET, Key=key)
     await s3.upload_part(Bucket=BUCKET, Key=key, UploadId=created["UploadId"], PartNumber=1, Body=b"x" * (5 * MiB))
     assert await open_uploads(s3, media.prefix) == [key]
+    await next_second()  # a restart takes longer than that: S3 dates uploads to the second
     caplog.set_level(logging.INFO, logger="emitter.media")
     async with MediaStore(media) as store:
         assert store.stats.aborted_incomplete == 1
@@ -213,3 +233,36 @@ async def test_an_unreachable_store_is_retried_then_retriable(tmp_path: Path) ->
     with pytest.raises(RetriableError, match="unreachable"):
         await store.start()
     assert store.stats.retries == 2
+
+
+async def test_failed_parts_are_sent_again_not_the_whole_file(
+    media: MediaSettings, s3: S3Client, tmp_path: Path
+) -> None:
+    """A part whose connection drops and one the server fails are each retried; other parts go once."""
+    path = tmp_path / "document.pdf"
+    digest = write_random(path, 20 * MiB)  # three parts
+    with faulty_proxy([("partNumber=2", "drop"), ("partNumber=3", "500")]) as proxy:
+        async with MediaStore(media.model_copy(update={"endpoint_url": proxy.url}), backoff=0.01) as store:
+            await store.put_file(path, digest, 20 * MiB)
+            assert store.stats.retries >= 1  # the 500; aiohttp itself resends once on a dropped kept-alive connection
+    parts = [q for r in proxy.requests for q in r.partition("?")[2].split("&") if q.startswith("partNumber=")]
+    assert (parts.count("partNumber=1"), parts.count("partNumber=3")) == (1, 2)
+    assert parts.count("partNumber=2") >= 2
+    body = await s3.get_object(Bucket=BUCKET, Key=f"{media.prefix}media/{digest}")
+    async with body["Body"] as stream:
+        assert hashlib.sha256(await stream.read()).hexdigest() == digest
+
+
+async def test_a_part_failing_every_time_aborts_the_upload(media: MediaSettings, s3: S3Client, tmp_path: Path) -> None:
+    """A part that fails on every try makes put_file raise, and the multipart upload is aborted first."""
+    path = tmp_path / "video.mp4"
+    digest = write_random(path, 12 * MiB)
+    with faulty_proxy([("partNumber=2", "500")] * 3) as proxy:
+        store = MediaStore(media.model_copy(update={"endpoint_url": proxy.url}), attempts=3, backoff=0.01)
+        async with store:
+            with pytest.raises(ClientError, match="InternalError"):
+                await store.put_file(path, digest, 12 * MiB)
+    assert any(r.startswith("DELETE ") and "uploadId=" in r for r in proxy.requests)
+    assert await open_uploads(s3, media.prefix) == []
+    with pytest.raises(ClientError):
+        await s3.head_object(Bucket=BUCKET, Key=f"{media.prefix}media/{digest}")
