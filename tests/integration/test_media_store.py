@@ -38,9 +38,7 @@ MiB = 2**20
 async def next_second() -> None:
     """Return once the wall clock has entered its next second (upload dates have whole seconds)."""
     now = datetime.now(UTC)
-    deadline = now.replace(microsecond=0) + timedelta(seconds=1)
-    while datetime.now(UTC) < deadline:
-        await asyncio.sleep(0.01)
+    await asyncio.sleep((now.replace(microsecond=0) + timedelta(seconds=1) - now).total_seconds())
 
 
 def write_random(path: Path, size: int) -> str:
