@@ -105,8 +105,9 @@ class _Forwarder(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if fault is not None:
-            error = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
-            self._answer(500, {"Content-Type": "application/xml"}, error)
+            status, code = (404, "NoSuchUpload") if fault[1] == "gone" else (500, "InternalError")
+            error = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+            self._answer(status, {"Content-Type": "application/xml"}, error)
             return
         upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
         try:
@@ -137,8 +138,9 @@ class FaultyProxy(ThreadingHTTPServer):
 
     Args:
         upstream_port: the real server's port.
-        faults: (a query parameter such as "partNumber=2", "drop" or "500"): the first request with that
-            parameter gets its connection closed without an answer, or S3's InternalError; once per entry.
+        faults: (a query parameter such as "partNumber=2", "drop", "500" or "gone"): the first request with
+            that parameter gets its connection closed without an answer, S3's InternalError, or the
+            NoSuchUpload of an upload someone aborted; once per entry.
     """
 
     daemon_threads = True

@@ -264,3 +264,19 @@ async def test_a_part_failing_every_time_aborts_the_upload(media: MediaSettings,
     assert await open_uploads(s3, media.prefix) == []
     with pytest.raises(ClientError):
         await s3.head_object(Bucket=BUCKET, Key=f"{media.prefix}media/{digest}")
+
+
+async def test_an_upload_aborted_by_a_peer_starts_again(media: MediaSettings, s3: S3Client, tmp_path: Path) -> None:
+    """When a part finds its upload gone (a peer's start aborted it), the file is uploaded anew and stored."""
+    path = tmp_path / "audio.mp3"
+    digest = write_random(path, 17 * MiB)
+    with faulty_proxy([("partNumber=2", "gone")]) as proxy:
+        async with MediaStore(media.model_copy(update={"endpoint_url": proxy.url}), backoff=0.01) as store:
+            stored = await store.put_file(path, digest, 17 * MiB)
+    creates = [r for r in proxy.requests if r.startswith("POST ") and r.endswith("?uploads")]
+    parts = [q for r in proxy.requests for q in r.partition("?")[2].split("&") if q.startswith("partNumber=")]
+    assert len(creates) == 2
+    assert parts.count("partNumber=1") == 2
+    head = await s3.head_object(Bucket=BUCKET, Key=f"{media.prefix}media/{digest}")
+    assert head.get("ContentLength") == stored.size
+    assert await open_uploads(s3, media.prefix) == []
