@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 BOOTSTRAP ?= 127.0.0.1:9092
 LINT_PATHS := emitter tests examples $(wildcard bench) $(wildcard reliability)
 
-.PHONY: help venv kafka kafka-stop jaeger registry avro-java redis-server socks deploy-checks image-smoke kube-check deploy-live bench reliability run lint test test-unit test-integration clean
+.PHONY: help venv kafka kafka-stop jaeger registry s3 avro-java redis-server socks deploy-checks image-smoke kube-check deploy-live bench reliability run lint test test-unit test-integration clean
 
 help:
 	@echo "make run    - start the local Kafka and run the emitter on the demo source, printing records"
@@ -37,6 +37,10 @@ jaeger:
 
 registry:
 	dev/registry start
+
+# SeaweedFS, the S3-compatible store of the media tests (built once from the Go module proxy, cached).
+s3:
+	dev/s3 start
 
 avro-java:
 	@dev/avro-java build >/dev/null
@@ -72,10 +76,10 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
-test-integration: venv kafka jaeger registry avro-java redis-server socks
+test-integration: venv kafka jaeger registry s3 avro-java redis-server socks
 	$(BIN)/pytest tests/integration
 
-test: venv kafka jaeger registry avro-java redis-server socks lint deploy-checks
+test: venv kafka jaeger registry s3 avro-java redis-server socks lint deploy-checks
 	$(BIN)/pytest tests --ignore=tests/deploy --ignore=tests/integration/test_reliability_smoke.py
 
 reliability: venv

@@ -11,6 +11,7 @@ echoed back.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -373,6 +374,123 @@ class TelemetrySettings(_Section):
     )
 
 
+MEDIA_TYPES = ("photo", "document", "video", "video_note", "voice", "audio", "animation", "sticker")
+"""Values of a record's `media.type` whose bytes can be stored (emitter/telegram_mapping.py names them)."""
+
+
+def _parse_media_groups(value: Any) -> Any:
+    """INI and environment give per-group overrides as ``ID: types=photo|video, max_bytes=N; ID: …``.
+
+    A JSON object (``{"-100…": {"types": […]}}``) is accepted too, for code and container platforms.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    out: dict[str, dict[str, Any]] = {}
+    for entry in filter(None, (e.strip() for e in text.split(";"))):
+        group, sep, body = entry.partition(":")
+        if not sep:
+            raise ValueError(f"{entry!r} is not a group override: expected ID: types=photo|video, max_bytes=N")
+        fields: dict[str, Any] = {}
+        for pair in filter(None, (p.strip() for p in body.split(","))):
+            key, eq, val = pair.partition("=")
+            if not eq:
+                raise ValueError(f"{pair!r} in the override of {group.strip()} is not key=value")
+            key = key.strip()
+            fields[key] = [t.strip() for t in val.split("|") if t.strip()] if key == "types" else val.strip()
+        out[group.strip()] = fields
+    return out
+
+
+class MediaGroupOverride(_Section):
+    """What one group stores instead of the `[media]` defaults (unset keys keep them)."""
+
+    types: tuple[str, ...] | None = Field(default=None, description="Media types stored; empty: none.")
+    max_bytes: int | None = Field(default=None, ge=0, description="Largest file stored; 0: none.")
+
+    @field_validator("types", mode="before")
+    @classmethod
+    def _none_means_empty(cls, value: Any) -> Any:
+        return [] if value in (["none"], "none") else _split_list(value)
+
+    @field_validator("types")
+    @classmethod
+    def _check_types(cls, types: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if types is None else _check_media_types(types)
+
+
+def _check_media_types(types: tuple[str, ...]) -> tuple[str, ...]:
+    for kind in types:
+        if kind not in MEDIA_TYPES:
+            raise ValueError(
+                f"{kind!r} is not a media type whose bytes can be stored: expected {', '.join(MEDIA_TYPES)}"
+            )
+    return types
+
+
+class MediaSettings(_Section):
+    """Media bytes into an S3-compatible object store (README: media storage)."""
+
+    enabled: bool = Field(default=False, description="Download media and store it in the bucket.")
+    endpoint_url: str | None = Field(
+        default=None, pattern=r"^https?://\S+$", description="S3 endpoint; unset: the SDK's AWS default for region."
+    )
+    bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket of the media objects (required when enabled).",
+    )
+    prefix: str = Field(
+        default="",
+        pattern=r"^$|^[A-Za-z0-9!_.*'()/-]*/$",
+        description="Key prefix, empty or ending in /; objects are <prefix>media/<sha256>.",
+    )
+    region: str = Field(
+        default="us-east-1", pattern=r"^[a-z0-9-]{1,40}$", description="Region the requests are signed for."
+    )
+    access_key_id: str | None = Field(default=None, description="Access key id; unset: the SDK's credential chain.")
+    secret_access_key: SecretStr | None = Field(default=None, description="Secret access key (secret).")
+    create_bucket: bool = Field(default=True, description="Create a missing bucket; false: a missing bucket is fatal.")
+    part_size: int = Field(
+        default=8 * 2**20,
+        ge=5 * 2**20,
+        le=5 * 2**30,
+        description="Multipart part size in bytes (S3: 5 MiB to 5 GiB); smaller files go in one PUT.",
+    )
+    types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("photo", "document", "video", "video_note", "voice", "audio", "animation"),
+        description="Media types stored (sticker also possible), comma-separated.",
+    )
+    max_bytes: int = Field(
+        default=100 * 2**20, ge=0, description="Largest file stored; larger ones keep metadata only."
+    )
+    groups: Annotated[dict[int, MediaGroupOverride], NoDecode] = Field(
+        default_factory=dict,
+        description="Per-group overrides by marked id: `ID: types=photo|video, max_bytes=N; ID: types=none`.",
+    )
+    download_concurrency: int = Field(default=2, ge=1, le=64, description="Downloads at once per account.")
+    bytes_per_day: int = Field(default=0, ge=0, description="Bytes downloaded per rolling 24 h (0: unlimited).")
+    spool_dir: Path | None = Field(default=None, description="Where downloads are spooled; unset: a temp directory.")
+
+    _split_types = field_validator("types", mode="before")(_split_list)
+    _parse_groups = field_validator("groups", mode="before")(_parse_media_groups)
+
+    @field_validator("types")
+    @classmethod
+    def _check_types(cls, types: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_media_types(types)
+
+    @model_validator(mode="after")
+    def _check_enabled(self) -> MediaSettings:
+        if self.enabled and self.bucket is None:
+            raise ValueError("bucket is required when enabled: expected an S3 bucket name")
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key go together: set both or neither")
+        return self
+
+
 class _IniSource(InitSettingsSource):
     """The INI file, read as nested sections."""
 
@@ -402,6 +520,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     emitter: EmitterSettings = EmitterSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    media: MediaSettings = MediaSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -571,6 +690,7 @@ def load_settings(
             "telegram.proxy",
             "kafka.sasl_password",
             "kafka.schema_registry_password",
+            "media.secret_access_key",
         }
         raise ConfigError(_describe(e.errors()[0], secret_keys)) from None
     finally:

@@ -36,6 +36,7 @@ SECRET_ENV = {
     "EMITTER_KAFKA__SASL_PASSWORD": "kafkaSaslPassword",
     "EMITTER_KAFKA__SCHEMA_REGISTRY_PASSWORD": "schemaRegistryPassword",
     "EMITTER_TELEGRAM__PROXY": "proxy",
+    "EMITTER_MEDIA__SECRET_ACCESS_KEY": "mediaSecretAccessKey",
 }
 # Stand-ins for the keys of a Secret the chart does not render (existingSecret).
 EXISTING_SECRET = {
@@ -45,6 +46,7 @@ EXISTING_SECRET = {
     "kafka-sasl-password": "placeholder",
     "schema-registry-password": "placeholder",
     "telegram-proxy": "socks5://emitter:placeholder@socks.proxy:1080",
+    "media-secret-access-key": "placeholder",
 }
 # Settings the chart sets itself, outside `config`.
 MANAGED = {
@@ -63,6 +65,7 @@ SECRET_SETTINGS = {
     ("kafka", "sasl_password"),
     ("kafka", "schema_registry_password"),
     ("telegram", "proxy"),
+    ("media", "secret_access_key"),
 }
 LOGIN_ONLY = {("telegram", "session_file"), ("telegram", "phone")}  # `emitter login`, not a running pod
 FREE_FORM_MAPS = {"podAnnotations", "podLabels", "nodeSelector", "annotations", "labels", "matchLabels"}

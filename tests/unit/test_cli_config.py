@@ -84,6 +84,33 @@ CASES = [
         None,
         "missing telegram.api_id, a session",
     ),
+    ("media enabled without bucket", ["run"], {}, "[media]\nenabled = true\n", "media: bucket is required"),
+    ("unknown media type", ["run"], {"EMITTER_MEDIA__TYPES": "photo,gif"}, None, "'gif' is not a media type"),
+    ("media part size below S3's 5 MiB", ["run"], {}, "[media]\npart_size = 1000\n", "media.part_size = '1000'"),
+    ("media prefix without slash", ["run"], {}, "[media]\nprefix = emitter\n", "media.prefix = 'emitter'"),
+    ("bad bucket name", ["run"], {"EMITTER_MEDIA__BUCKET": "My_Bucket"}, None, "media.bucket = 'My_Bucket'"),
+    (
+        "media access key without secret",
+        ["run"],
+        {"EMITTER_MEDIA__ACCESS_KEY_ID": "AKIA1"},
+        None,
+        "media: access_key_id and secret_access_key go together",
+    ),
+    (
+        "media group override not key=value",
+        ["run"],
+        {},
+        "[media]\ngroups = -1001: photo\n",
+        "'photo' in the override of -1001 is not key=value",
+    ),
+    (
+        "media group override of an unknown type",
+        ["run"],
+        {},
+        "[media]\ngroups = -1001: types=photo|gif\n",
+        "'gif' is not a media type",
+    ),
+    ("media group id not a number", ["run"], {}, "[media]\ngroups = @chan: types=photo\n", "media.groups"),
     (
         "proxy of an unknown scheme (the password masked)",
         ["run"],
@@ -166,12 +193,15 @@ def test_secrets_are_not_echoed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     monkeypatch.setenv("TELEGRAM_API_HASH", "hash-that-must-not-leak")
     monkeypatch.setenv("EMITTER_KAFKA__SASL_PASSWORD", "sasl-secret-value")
     monkeypatch.setenv("EMITTER_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("EMITTER_MEDIA__SECRET_ACCESS_KEY", "s3-secret-value")
     assert main(["run"]) == 2
     err = capsys.readouterr().err
     assert "hash-that-must-not-leak" not in err
     assert "sasl-secret-value" not in err
+    assert "s3-secret-value" not in err
     monkeypatch.setenv("EMITTER_TELEGRAM__PROXY", "socks5://user:proxy-secret-pw@127.0.0.1:1080")
     monkeypatch.setenv("EMITTER_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("EMITTER_MEDIA__ACCESS_KEY_ID", "AKIA1")
     monkeypatch.setenv("EMITTER_KAFKA__SASL_USERNAME", "u")
     settings = load_settings()
     assert "hash-that-must-not-leak" not in repr(settings) + str(settings)
@@ -179,6 +209,7 @@ def test_secrets_are_not_echoed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     proxy = settings.telegram.proxy_route
     assert proxy is not None and proxy.password == "proxy-secret-pw"  # noqa: S105 - the test's own value
     assert "proxy-secret-pw" not in repr(settings) + str(settings) + repr(proxy) + proxy.describe()
+    assert "s3-secret-value" not in repr(settings) + str(settings)
 
 
 def test_precedence_defaults_ini_env_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

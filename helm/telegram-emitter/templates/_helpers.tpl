@@ -120,6 +120,7 @@ hasSecret:
   kafkaSaslPassword: {{ or (not (empty $id.existingSecret)) (not (empty $secret.kafkaSaslPassword)) }}
   schemaRegistryPassword: {{ or (not (empty $id.existingSecret)) (not (empty $secret.schemaRegistryPassword)) }}
   proxy: {{ or (not (empty $id.existingSecret)) (not (empty $secret.proxy)) }}
+  mediaSecretAccessKey: {{ or (not (empty $id.existingSecret)) (not (empty $secret.mediaSecretAccessKey)) }}
 {{- end }}
 
 {{/* One INI value: lists joined with commas, whole numbers without an exponent. */}}
@@ -154,7 +155,7 @@ sorted and empty values left out, so the checksum only changes when the content 
 {{- $_ := set $config "kafka" $kafka }}
 {{- end }}
 {{- $lines := list (printf "# Rendered by the telegram-emitter chart for identity %s. Secrets come from the environment." $view.name) }}
-{{- range $section := list "telegram" "kafka" "emitter" "telemetry" }}
+{{- range $section := list "telegram" "kafka" "emitter" "telemetry" "media" }}
 {{- $keys := default dict (get $config $section) }}
 {{- $entries := list }}
 {{- range $key := keys $keys | sortAlpha }}
