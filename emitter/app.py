@@ -38,7 +38,7 @@ def create_source(settings: Settings, window: Window | None = None) -> MessageSo
     if kind == "telegram":
         from emitter.telegram_source import TelegramSource  # noqa: PLC0415 - imports Telethon only when used
 
-        following = {"heartbeat_interval": e.heartbeat_interval}
+        following: dict[str, Any] = {"heartbeat_interval": e.heartbeat_interval, "media": settings.media}
         if window is None:
             return TelegramSource.from_settings(settings.telegram, **following)
         return TelegramSource.from_settings(settings.telegram, window=window, follow=False, **following)

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.trace import SpanKind, Tracer
 from telethon import TelegramClient, errors, types
@@ -38,7 +38,7 @@ from emitter.lifecycle import Service
 from emitter.protocols import CursorView, Page, Window
 from emitter.read_budget import ReadBudget, Spending
 from emitter.records import Group, GroupType, MessageEvent, PeerKind, Source, marked_id, utc_now
-from emitter.settings import TelegramSettings
+from emitter.settings import MediaSettings, TelegramSettings
 from emitter.sweep import chunks, holes_to_fetch, proven_to
 from emitter.telegram_changes import ChangeCapture
 from emitter.telegram_client import make_client, record_identity, restrict_session_file, transport_connected
@@ -61,6 +61,9 @@ from emitter.telegram_proxy import Proxy
 from emitter.telegram_resolver import Resolved, Resolver, peer_ref
 from emitter.threads import Threads, discussion_group
 from emitter.tracing import tracer as default_tracer
+
+if TYPE_CHECKING:
+    from emitter.media_stage import MediaStage
 
 __all__ = ["PAGE_SIZE", "SourceStats", "TelegramSource", "make_client", "restrict_session_file"]
 
@@ -134,6 +137,7 @@ class TelegramSource(Service):
         read_budget: int = 0,
         proxy: Proxy | None = None,
         follow_comments: bool = False,
+        media: MediaSettings | None = None,
     ) -> None:
         self.client = client
         self.proxy = proxy
@@ -181,6 +185,9 @@ class TelegramSource(Service):
         self._starved: set[int] = set()
         """Groups whose backfill walk stopped because the read budget was spent."""
         self.follow_comments = follow_comments
+        self.media_settings = media if media is not None and media.enabled else None
+        """The `[media]` section when media are stored: the store is opened by `start`."""
+        self.media: MediaStage | None = None
         """Follow each configured channel's discussion group as a group of its own."""
         self.threads = Threads(client)
 
@@ -244,6 +251,14 @@ class TelegramSource(Service):
         if not await self.client.is_user_authorized():
             raise FatalError("the Telegram session is not logged in: run `emitter login` once to create one")
         record_identity(self.client, replace=False)
+        if self.media_settings is not None and self.media is None:
+            # Imported here: the S3 client costs start-up time that runs without media should not pay.
+            from emitter.media_stage import MediaStage  # noqa: PLC0415
+            from emitter.media_store import MediaStore  # noqa: PLC0415
+
+            store = MediaStore(self.media_settings)
+            await store.start()  # aborts what a crash left half uploaded
+            self.media = MediaStage.from_settings(self.media_settings, store, now=self.now)
         self.live.start()
         if self._watcher is None:
             self._watcher = asyncio.create_task(self._watch(), name="telegram watcher")
@@ -254,6 +269,9 @@ class TelegramSource(Service):
         if self.health_callback is not None:
             self.gateway.remove_health_listener(self.health_callback)
         self.live.stop()
+        media, self.media = self.media, None
+        if media is not None:
+            await media.store.stop()
         await self._close_takeout()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
@@ -420,7 +438,7 @@ class TelegramSource(Service):
                 async for page in self._run(state, cursor):
                     state = self.live.followed.get(page.moved_to.id, state) if page.moved_to else state
                     delay = _TRANSIENT_BACKOFF[0]
-                    yield await self._threaded(state, page)
+                    yield await self._with_media(await self._threaded(state, page))
             except LOST_ACCESS as e:
                 reason = f"{type(e).__name__}: {e}"
                 state.failed = reason
@@ -451,6 +469,17 @@ class TelegramSource(Service):
             return page
         with requests_for(page.group.id, Priority.LIVE):
             return dataclasses.replace(page, events=await self.threads.enrich(state.entity, page.events))
+
+    async def _with_media(self, page: Page) -> Page:
+        """The page once the media its records name are durable in the object store (media.enabled)."""
+        if self.media is None or not page.events:
+            return page
+        owner = self.live.followed.get(page.group.id)
+        if owner is None:
+            return page
+        # The lowest priority: another group's live records and sweeps never wait behind a download.
+        with requests_for(page.group.id, Priority.BACKFILL):
+            return await self.media.complete(self.client, owner.entity, page)
 
     async def _pause(self, state: Followed, seconds: float) -> None:
         """Wait `seconds`, or less if the session dies meanwhile."""
