@@ -9,8 +9,11 @@ kind, so they never take the history walks' or the live path's turn.
 
 Telegram's file locations go stale (a file reference expires within hours), so the stage does not keep them
 from the walk: it asks for the page's media messages by id once, just before downloading (one request per page
-with media, through the gateway). What is not stored keeps its metadata only, and the reason is counted: the
-type or size the policy refuses, the day's byte budget spent, a file Telegram no longer has.
+with media, through the gateway). A Telegram file is downloaded once: the store keeps a small index object
+per Telegram file naming the content it was stored as, so a forward, a repost, a rescan, a restart or another
+identity sharing the prefix finds it there instead of downloading it again. What is not stored keeps its
+metadata only, and the reason is counted: the type or size the policy refuses, the day's byte budget spent, a
+file Telegram no longer has.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ log = logging.getLogger(__name__)
 _ASK_AGAIN: Final = 3
 """Times an id Telegram left out of a by-id answer is asked again before the page is retried from its cursor."""
 _KNOWN: Final = 10_000
-"""Telegram files remembered as stored (file id -> object): a forward of a stored file is not downloaded again."""
+"""Telegram files remembered in memory as stored (file id -> object); beyond them the store's index answers."""
 
 
 class MediaMissingError(ConnectionError):
@@ -66,7 +69,7 @@ class MediaStats:
     stored: int = 0
     """Records whose object is in the store (uploaded now, or found there)."""
     known: int = 0
-    """Of those, files this process had stored before (a forward, a repost): no download."""
+    """Of those, Telegram files stored before (a forward, a repost, a rescan, an earlier run): no download."""
     bytes_downloaded: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     """Records published with metadata only, by reason."""
@@ -179,6 +182,11 @@ class MediaStage:
         known = self._known.get(found.file_id)
         if known is not None:
             self._known.move_to_end(found.file_id)
+        else:
+            known = await self.store.recall(_telegram_file(found))
+            if known is not None:
+                self._remember(found, known)
+        if known is not None:
             self.stats.stored += 1
             self.stats.known += 1
             return known
@@ -203,11 +211,15 @@ class MediaStage:
         obj = await self.store.put_file(result.path, result.sha256, result.size)
         with contextlib.suppress(FileNotFoundError):
             result.path.unlink()
+        await self.store.remember(_telegram_file(found), obj)
+        self._remember(found, obj)
+        self.stats.stored += 1
+        return obj
+
+    def _remember(self, found: FileLocation, obj: StoredObject) -> None:
         self._known[found.file_id] = obj
         if len(self._known) > _KNOWN:
             self._known.popitem(last=False)
-        self.stats.stored += 1
-        return obj
 
     async def _download(
         self, client: Any, entity: Any, event: MessageEvent, message: Any, found: FileLocation
@@ -273,3 +285,9 @@ class MediaStage:
             return (await self._messages(client, entity, [message_id]))[message_id]
 
         return refetch
+
+
+def _telegram_file(found: FileLocation) -> str:
+    """The file's name in the store's index: its kind and Telegram's id (photos and documents number apart)."""
+    kind = "photo" if isinstance(found.location, types.InputPhotoFileLocation) else "document"
+    return f"{kind}-{found.file_id}"

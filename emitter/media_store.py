@@ -222,6 +222,46 @@ class MediaStore(Service):
             if not lock.locked() and self._locks.get(key) is lock:
                 del self._locks[key]
 
+    def file_key(self, telegram_file: str) -> str:
+        """The key of the small index object that names the content a Telegram file was stored as."""
+        if not telegram_file or "/" in telegram_file:
+            raise ValueError(f"{telegram_file!r} is not a Telegram file name: expected e.g. 'document-5000000001'")
+        return f"{self.prefix}files/{telegram_file}"
+
+    async def recall(self, telegram_file: str) -> StoredObject | None:
+        """The object a Telegram file was stored as (by any run, any identity sharing the prefix), if it is
+        still there: a restart or a second identity then stores a known file without downloading it."""
+        key = self.file_key(telegram_file)
+
+        async def get() -> bytes:
+            answer = await self.client.get_object(Bucket=self.bucket, Key=key)
+            async with answer["Body"] as body:
+                return await body.read()
+
+        try:
+            text = (await self._call(f"GET {key}", get)).decode("ascii", "replace")
+        except ClientError as e:
+            if _code(e) in _NOT_FOUND:
+                return None
+            raise
+        sha256, _, size = text.partition(" ")
+        if not size.isdigit() or len(sha256) != 64 or sha256.strip("0123456789abcdef"):
+            log.warning("media index %s holds %r, not '<sha256> <size>': ignored", key, text[:80])
+            return None
+        if await self._size_of(self.key(sha256)) != int(size):
+            return None  # the content object was removed (a lifecycle rule, a person): store it again
+        return StoredObject(self.uri(sha256), sha256, int(size))
+
+    async def remember(self, telegram_file: str, stored: StoredObject) -> None:
+        """Index `stored` under the Telegram file it came from (after the content object is durable)."""
+        key = self.file_key(telegram_file)
+        body = f"{stored.sha256} {stored.size}".encode()
+
+        async def put() -> None:
+            await self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+        await self._call(f"PUT {key}", put)
+
     async def abort_incomplete(self) -> int:
         """Abort multipart uploads under the prefix initiated before this store started; their number.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -106,7 +107,7 @@ async def test_fifty_media_messages_are_stored_once_each_and_every_uri_resolves(
         async with answer["Body"] as body:
             assert hashlib.sha256(await body.read()).hexdigest() == r["media"]["sha256"]
     distinct = {hashlib.sha256(d).hexdigest() for d in contents.values()}
-    keys = await object_keys(s3, media.prefix)
+    keys = await object_keys(s3, f"{media.prefix}media/")
     assert sorted(keys) == sorted(f"{media.prefix}media/{h}" for h in distinct), "one object per content"
     uploads = await s3.list_multipart_uploads(Bucket=BUCKET, Prefix=media.prefix)
     assert not uploads.get("Uploads"), "no upload left open"
@@ -116,3 +117,38 @@ async def test_fifty_media_messages_are_stored_once_each_and_every_uri_resolves(
     assert len({o for fid, o, _ in fake.file_requests if fid == same_file}) == len(
         [1 for fid, _, _ in fake.file_requests if fid == same_file]
     ), "the photo posted 8 times is downloaded once"
+
+
+async def test_files_stored_by_an_earlier_run_are_not_downloaded_again(
+    settings: Settings, media: MediaSettings, s3: S3Client
+) -> None:
+    """A second identity (fresh topics, the same bucket and prefix) backfilling the same channel finds every
+    file in the store's index: its records carry the same URIs and it asks Telegram for no file part."""
+    rng = random.Random(15)
+    clock = ScaledClock(SPEED)
+    fake = FakeTelegram(seed=15, monotonic=clock.monotonic)
+    channel = fake.add_channel("Pictures", username="pictures")
+    for _ in range(6):
+        fake.post(channel, "a photo", media=fake.add_file(rng.randbytes(150_000), photo=True))
+    gid, last = fake.peer_id(channel), fake.message_ids(channel)[-1]
+
+    async def backfill(run_settings: Settings) -> dict[int, str]:
+        async with emitter(
+            fake, run_settings, ["@pictures"], timer=clock, gateway=RequestGateway(clock=clock), media=media
+        ) as run:
+            await wait_until(lambda: run.monitor.tracker.cursor(gid).cursor >= last, within=60, interval=0.1)
+        return {r["message_id"]: r["media"]["storage_uri"] for r in await records(run_settings) if r["media"]}
+
+    first = await backfill(settings)
+    parts = len(fake.file_requests)
+    assert parts >= 6 and len(first) == 6 and all(first.values())
+    tag = uuid.uuid4().hex[:10]
+    kafka = settings.kafka.model_copy(
+        update={"topic": f"t-{tag}", "cursor_topic": f"c-{tag}", "transactional_id_prefix": f"te-{tag}"}
+    )
+    other = settings.model_copy(
+        update={"kafka": kafka, "emitter": settings.emitter.model_copy(update={"instance": f"i-{tag}"})}
+    )
+    second = await backfill(other)
+    assert second == first, "the same objects"
+    assert len(fake.file_requests) == parts, "no file part asked again"
