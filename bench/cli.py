@@ -34,6 +34,7 @@ SCENARIOS: Final = {
     "profile": "bench.hot_path",
     "encode": "bench.encode",
     "politeness": "bench.politeness",
+    "media": "bench.media",
 }
 """Scenario name (for --only) → module with `NAME` and `scenario(ctx) -> list[Row]`, in the table's order."""
 

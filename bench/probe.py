@@ -3,7 +3,9 @@
     python -m bench.probe BOOTSTRAP TOPIC EXPECTED DEADLINE_SECONDS
 
 It positions itself at the end of every partition, prints ``ready``, then reads until it has seen EXPECTED
-stamped records (text ``live <monotonic ns at post>``) or the deadline passes, and prints one JSON line:
+stamped records (text ``live <monotonic ns at post>``), the end marker (text ``END_TEXT``: a poster that cannot
+know its count in advance posts it last, in the group of its stamps, so that partition order puts it after
+them), or the deadline, and prints one JSON line:
 ``{"stamps": [[posted_ns, seen_ns], ...]}``. A process of its own so that its fetching and decoding do not share the
 emitter's event loop; CLOCK_MONOTONIC is system-wide on Linux, so the stamps compare across processes.
 """
@@ -22,6 +24,8 @@ from emitter.codec import decode
 from emitter.kafka_client import assign_all
 
 STAMP_PREFIX: Final = "live "
+END_TEXT: Final = "end of the stamps"
+"""A record with this text ends the read (after the stamps of its partition, which come before it)."""
 FETCH_MAX_WAIT_MS: Final = 20
 """How long the broker may hold an empty fetch. Small, so the probe adds little to what it measures."""
 
@@ -50,7 +54,8 @@ async def probe(bootstrap: str, topic: str, expected: int, deadline: float) -> l
         stamps: list[tuple[int, int]] = []
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
-        while len(stamps) < expected and loop.time() < end:
+        ended = False
+        while len(stamps) < expected and not ended and loop.time() < end:
             chunk = await consumer.getmany(timeout_ms=100)
             arrived = time.monotonic_ns()
             for records in chunk.values():
@@ -58,6 +63,7 @@ async def probe(bootstrap: str, topic: str, expected: int, deadline: float) -> l
                     text = decode(record.value)["text"]
                     if text.startswith(STAMP_PREFIX):
                         stamps.append((int(text[len(STAMP_PREFIX) :]), arrived))
+                    ended |= text == END_TEXT
         return stamps
     finally:
         await consumer.stop()

@@ -25,6 +25,7 @@ _SCENARIO_NAMES = {
     "6 profile",
     "7 encode",
     "8 Telegram politeness",
+    "9 media backpressure",
 }
 
 
