@@ -100,6 +100,11 @@ class _Forwarder(BaseHTTPRequestHandler):
             fault = next((f for f in proxy.faults if f[0] in query), None)
             if fault is not None:
                 proxy.faults.remove(fault)
+        if fault is not None and fault[1] == "hold":
+            # Stalled in flight until the test lets go, then never answered: an upload stays open meanwhile.
+            proxy.held.set()
+            proxy.release.wait(timeout=120)
+            fault = (fault[0], "drop")
         if fault is not None and fault[1] == "drop":
             self.close_connection = True  # the request was read, no answer comes: a connection reset
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -138,9 +143,10 @@ class FaultyProxy(ThreadingHTTPServer):
 
     Args:
         upstream_port: the real server's port.
-        faults: (a query parameter such as "partNumber=2", "drop", "500" or "gone"): the first request with
-            that parameter gets its connection closed without an answer, S3's InternalError, or the
-            NoSuchUpload of an upload someone aborted; once per entry.
+        faults: (a query parameter such as "partNumber=2", "drop", "500", "gone" or "hold"): the first
+            request with that parameter gets its connection closed without an answer, S3's InternalError, the
+            NoSuchUpload of an upload someone aborted, or is held unanswered until `release` is set (`held`
+            says it arrived) and then dropped; once per entry.
     """
 
     daemon_threads = True
@@ -151,6 +157,10 @@ class FaultyProxy(ThreadingHTTPServer):
         self.faults = list(faults)
         self.requests: list[str] = []
         self.lock = threading.Lock()
+        self.held = threading.Event()
+        """Set once a request matching a "hold" fault arrived."""
+        self.release = threading.Event()
+        """Set to let held requests go (they are dropped, never forwarded)."""
 
     @property
     def url(self) -> str:
@@ -167,6 +177,7 @@ def faulty_proxy(faults: list[tuple[str, str]]) -> Iterator[FaultyProxy]:
     try:
         yield proxy
     finally:
+        proxy.release.set()
         proxy.shutdown()
         proxy.server_close()
         thread.join(timeout=5)
