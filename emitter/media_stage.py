@@ -107,6 +107,8 @@ class MediaStage:
         self._slots = asyncio.Semaphore(concurrency)
         self._known: OrderedDict[int, StoredObject] = OrderedDict()
         self._files: dict[int, asyncio.Lock] = {}
+        self._reserved = 0
+        """Bytes of the downloads in flight, not yet taken from the budget."""
 
     @classmethod
     def from_settings(
@@ -183,7 +185,9 @@ class MediaStage:
             self.stats.known += 1
             return known
         size = found.size or (event.media.size if event.media else None) or 0
-        if self.budget.limited and self.budget.left(self.now()) < size:
+        # The downloads of a page run at once: each checks the budget less what the others still download,
+        # or a page of many large files would all pass the check before the first had counted.
+        if self.budget.limited and self.budget.left(self.now()) - self._reserved < size:
             self.stats.skipped["budget"] += 1
             log.warning(
                 "group %d message %d: the media byte budget of %d a day has no room for %d bytes: metadata only",
@@ -194,8 +198,12 @@ class MediaStage:
                 extra={"group_id": event.group.id},
             )
             return None
-        async with self._slots:
-            result = await self._download(client, entity, event, message, found)
+        self._reserved += size
+        try:
+            async with self._slots:
+                result = await self._download(client, entity, event, message, found)
+        finally:
+            self._reserved -= size
         if result is None:
             return None
         self.budget.take(event.group.id, self.now(), result.size)
