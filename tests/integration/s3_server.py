@@ -7,11 +7,13 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from aiobotocore.config import AioConfig
@@ -46,11 +48,15 @@ def s3_endpoint() -> str:
 
 def media_settings(endpoint: str, **overrides: object) -> MediaSettings:
     """Settings of a store in the shared test bucket under a prefix of its own (unless overridden)."""
+    tag = uuid.uuid4().hex[:12]
     values: dict[str, object] = {
         "enabled": True,
         "endpoint_url": endpoint,
         "bucket": BUCKET,
-        "prefix": f"test-{uuid.uuid4().hex[:12]}/",
+        "prefix": f"test-{tag}/",
+        # A spool of its own: the fake's file ids repeat from world to world, and a spool file left under the
+        # shared default by another test (or run) with the same id would be continued as this file's bytes.
+        "spool_dir": Path(tempfile.gettempdir()) / f"emitter-test-spool-{tag}",
         "access_key_id": ACCESS_KEY,
         "secret_access_key": SECRET_KEY,
     }
