@@ -198,19 +198,24 @@ class MediaStage:
                 extra={"group_id": event.group.id},
             )
             return None
-        self._reserved += size
+        reserved = size
+        self._reserved += reserved
         try:
+            # The slot is held through the upload: the spool holds at most `concurrency` files, however slow
+            # the store, so its disk needs at most max_bytes x download_concurrency.
             async with self._slots:
                 result = await self._download(client, entity, event, message, found)
+                if result is None:
+                    return None
+                self._reserved -= reserved
+                reserved = 0
+                self.budget.take(event.group.id, self.now(), result.size)
+                self.stats.bytes_downloaded += result.size
+                obj = await self.store.put_file(result.path, result.sha256, result.size)
+                with contextlib.suppress(FileNotFoundError):
+                    result.path.unlink()
         finally:
-            self._reserved -= size
-        if result is None:
-            return None
-        self.budget.take(event.group.id, self.now(), result.size)
-        self.stats.bytes_downloaded += result.size
-        obj = await self.store.put_file(result.path, result.sha256, result.size)
-        with contextlib.suppress(FileNotFoundError):
-            result.path.unlink()
+            self._reserved -= reserved
         self._known[found.file_id] = obj
         if len(self._known) > _KNOWN:
             self._known.popitem(last=False)
@@ -221,10 +226,11 @@ class MediaStage:
         self, client: Any, entity: Any, event: MessageEvent, message: Any, found: FileLocation
     ) -> Downloaded | None:
         """The message's file in its spool file (None: Telegram no longer has it, or it cannot be had)."""
+        spool = self.spool_dir / f"{found.file_id}.part"
         download = MediaDownload(
             client,
             message.media,
-            self.spool_dir / f"{found.file_id}.part",
+            spool,
             refetch=self._refetcher(client, entity, event.message_id),
             part_size=self.part_size,
         )
@@ -240,11 +246,15 @@ class MediaStage:
         except MediaDownloadError as e:
             self.stats.skipped["download_failed"] += 1
             log.warning("group %d message %d: %s: metadata only", event.group.id, event.message_id, e)
-            return None
-        if isinstance(result, Gone):
+        else:
+            if not isinstance(result, Gone):
+                return result
             self.stats.skipped["gone"] += 1
-            return None
-        return result
+        # The record goes out with metadata only and is not read again: nothing would ever continue this
+        # spool file, which would otherwise stay on the pod's disk for good.
+        with contextlib.suppress(FileNotFoundError):
+            spool.unlink()
+        return None
 
     async def _messages(self, client: Any, entity: Any, ids: Sequence[int]) -> dict[int, Any]:
         """The TL messages of `ids` in the group, by id (MessageEmpty for those Telegram says are gone).

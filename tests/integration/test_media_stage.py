@@ -3,6 +3,7 @@ byte budget across a page's concurrent downloads, and one download for a file a 
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,7 @@ from emitter.settings import MediaSettings, Settings
 from emitter.telegram_gateway import RequestGateway
 from tests.faketelegram import FakeTelegram, wait_until
 from tests.integration.kafka_read import read_committed
-from tests.integration.s3_server import BUCKET, delete_prefix, media_settings, s3, s3_endpoint
+from tests.integration.s3_server import BUCKET, delete_prefix, faulty_proxy, media_settings, s3, s3_endpoint
 from tests.integration.telegram_harness import SPEED, emitter
 
 __all__ = ["s3", "s3_endpoint"]  # the fixtures, imported so that pytest finds them
@@ -119,3 +120,57 @@ def fake_file_id(fake: FakeTelegram, channel: Any, message_id: int) -> int:
     """The Telegram file id of a message's document."""
     message = next(m for m in fake.messages(channel) if m.id == message_id)
     return int(message.media.document.id)
+
+
+async def test_the_spool_holds_no_more_files_than_download_slots_while_the_store_is_slow(
+    settings: Settings, s3_endpoint: str, prefixes: list[str]
+) -> None:
+    """One download slot and three 6 MiB files: while the first file's upload hangs, the next download has not
+    begun (the slot covers the upload), so the spool never holds more than max_bytes x download_concurrency."""
+    rng = random.Random(7)
+    fake = FakeTelegram(seed=7, monotonic=ScaledClock(SPEED).monotonic)
+    channel = fake.add_channel("Stage", username="stage")
+    for n in range(3):
+        fake.post(channel, f"file {n}", media=fake.add_file(rng.randbytes(6 * 2**20), mime_type="application/zip"))
+    clock = ScaledClock(SPEED)
+    gid, last = fake.peer_id(channel), fake.message_ids(channel)[-1]
+    with faulty_proxy([("partNumber=1", "hold")]) as proxy:
+        media = media_settings(proxy.url, part_size=5 * 2**20, download_concurrency=1)
+        prefixes.append(media.prefix)
+        assert media.spool_dir is not None
+        async with emitter(
+            fake, settings, ["@stage"], timer=clock, gateway=RequestGateway(clock=clock), media=media
+        ) as run:
+            await wait_until(proxy.held.is_set, within=60, message="no upload reached the store")
+            # What must not happen can only be watched for a while: a download starting as the upload hangs
+            # would show within milliseconds.
+            for _ in range(30):
+                assert len({f for f, _, _ in fake.file_requests}) == 1, "a second download began mid-upload"
+                assert len(list(media.spool_dir.iterdir())) <= 1
+                await asyncio.sleep(0.05)
+            proxy.release.set()  # the held part is dropped; the store sends it again
+            await wait_until(lambda: run.monitor.tracker.cursor(gid).cursor >= last, within=120, interval=0.2)
+            assert run.source.media is not None and run.source.media.stats.stored == 3
+    assert list(media.spool_dir.iterdir()) == [], "stored files leave the spool"
+
+
+async def test_a_download_that_cannot_finish_leaves_no_spool_file(
+    settings: Settings, s3_endpoint: str, prefixes: list[str]
+) -> None:
+    """Telegram keeps answering FILE_REFERENCE_EXPIRED past the first part: the record goes out with metadata
+    only, counted as download_failed, and its half-spooled file is removed rather than left on disk."""
+    rng = random.Random(8)
+    fake = FakeTelegram(seed=8, monotonic=ScaledClock(SPEED).monotonic)
+    channel = fake.add_channel("Stage", username="stage")
+    message = fake.post(channel, "file", media=fake.add_file(rng.randbytes(3 * 2**20), mime_type="application/zip"))
+    fake.faults.rpc_error("upload.GetFile", "FILE_REFERENCE_EXPIRED", times=None, when=lambda r: r.offset >= 2**20)
+    media = media_settings(s3_endpoint)
+    prefixes.append(media.prefix)
+    assert media.spool_dir is not None
+
+    stats, got = await run_world(fake, settings, media)
+
+    assert dict(stats.skipped) == {"download_failed": 1}
+    assert got[message.id]["storage_uri"] is None
+    assert any(o == 0 for _, o, _ in fake.file_requests), "the first part was downloaded"
+    assert list(media.spool_dir.iterdir()) == []
