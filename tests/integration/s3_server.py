@@ -46,6 +46,11 @@ def s3_endpoint() -> str:
     return S3_ENDPOINT
 
 
+def spool_of(prefix: str) -> Path:
+    """The spool directory `media_settings` gives the store under `prefix`."""
+    return Path(tempfile.gettempdir()) / f"emitter-test-spool-{prefix.strip('/')}"
+
+
 def media_settings(endpoint: str, **overrides: object) -> MediaSettings:
     """Settings of a store in the shared test bucket under a prefix of its own (unless overridden)."""
     tag = uuid.uuid4().hex[:12]
@@ -56,7 +61,7 @@ def media_settings(endpoint: str, **overrides: object) -> MediaSettings:
         "prefix": f"test-{tag}/",
         # A spool of its own: the fake's file ids repeat from world to world, and a spool file left under the
         # shared default by another test (or run) with the same id would be continued as this file's bytes.
-        "spool_dir": Path(tempfile.gettempdir()) / f"emitter-test-spool-{tag}",
+        "spool_dir": spool_of(f"test-{tag}/"),
         "access_key_id": ACCESS_KEY,
         "secret_access_key": SECRET_KEY,
     }
@@ -80,7 +85,8 @@ async def s3(s3_endpoint: str) -> AsyncIterator[S3Client]:
 
 
 async def delete_prefix(client: S3Client, bucket: str, prefix: str) -> None:
-    """Remove every object and open upload under `prefix`: test data must not pile up in the dev server."""
+    """Remove every object and open upload under `prefix`, and its spool: test data must not pile up."""
+    shutil.rmtree(spool_of(prefix), ignore_errors=True)
     uploads = await client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
     for upload in uploads.get("Uploads", []):
         await client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
