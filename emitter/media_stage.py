@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
 import tempfile
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
@@ -103,6 +104,7 @@ class MediaStage:
         self.policy = policy
         self.store = store
         self.spool_dir = spool_dir
+        self._owned_spool = False
         self.part_size = part_size
         self.now = now
         self.budget = ReadBudget(bytes_per_day)
@@ -110,14 +112,21 @@ class MediaStage:
         self._slots = asyncio.Semaphore(concurrency)
         self._known: OrderedDict[int, StoredObject] = OrderedDict()
         self._files: dict[int, asyncio.Lock] = {}
+        self._reserved = 0
+        """Bytes of the downloads in flight, not yet taken from the budget."""
 
     @classmethod
     def from_settings(
         cls, settings: MediaSettings, store: MediaStore, *, now: Callable[[], float], spool_dir: Path | None = None
     ) -> MediaStage:
-        spool = spool_dir or settings.spool_dir or Path(tempfile.gettempdir()) / "telegram-emitter-media"
+        spool = spool_dir or settings.spool_dir
+        owned = spool is None
+        if spool is None:
+            # Its own directory: spool files are named by Telegram's file ids, which are the same for every
+            # emitter on the host that downloads that file; two processes must never share one spool.
+            spool = Path(tempfile.mkdtemp(prefix="telegram-emitter-media-"))
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return cls(
+        stage = cls(
             MediaPolicy.from_settings(settings),
             store,
             spool,
@@ -125,6 +134,14 @@ class MediaStage:
             bytes_per_day=settings.bytes_per_day,
             now=now,
         )
+        stage._owned_spool = owned
+        return stage
+
+    def close(self) -> None:
+        """Remove the spool directory if the stage made it (a configured `media.spool_dir` stays, so that a
+        restart continues what it holds)."""
+        if self._owned_spool:
+            shutil.rmtree(self.spool_dir, ignore_errors=True)
 
     def __repr__(self) -> str:
         return f"MediaStage(store={self.store!r}, spool_dir={str(self.spool_dir)!r}, stats={self.stats})"
@@ -191,7 +208,9 @@ class MediaStage:
             self.stats.known += 1
             return known
         size = found.size or (event.media.size if event.media else None) or 0
-        if self.budget.limited and self.budget.left(self.now()) < size:
+        # The downloads of a page run at once: each checks the budget less what the others still download,
+        # or a page of many large files would all pass the check before the first had counted.
+        if self.budget.limited and self.budget.left(self.now()) - self._reserved < size:
             self.stats.skipped["budget"] += 1
             log.warning(
                 "group %d message %d: the media byte budget of %d a day has no room for %d bytes: metadata only",
@@ -202,15 +221,24 @@ class MediaStage:
                 extra={"group_id": event.group.id},
             )
             return None
-        async with self._slots:
-            result = await self._download(client, entity, event, message, found)
-        if result is None:
-            return None
-        self.budget.take(event.group.id, self.now(), result.size)
-        self.stats.bytes_downloaded += result.size
-        obj = await self.store.put_file(result.path, result.sha256, result.size)
-        with contextlib.suppress(FileNotFoundError):
-            result.path.unlink()
+        reserved = size
+        self._reserved += reserved
+        try:
+            # The slot is held through the upload: the spool holds at most `concurrency` files, however slow
+            # the store, so its disk needs at most max_bytes x download_concurrency.
+            async with self._slots:
+                result = await self._download(client, entity, event, message, found)
+                if result is None:
+                    return None
+                self._reserved -= reserved
+                reserved = 0
+                self.budget.take(event.group.id, self.now(), result.size)
+                self.stats.bytes_downloaded += result.size
+                obj = await self.store.put_file(result.path, result.sha256, result.size)
+                with contextlib.suppress(FileNotFoundError):
+                    result.path.unlink()
+        finally:
+            self._reserved -= reserved
         await self.store.remember(_telegram_file(found), obj)
         self._remember(found, obj)
         self.stats.stored += 1
@@ -225,10 +253,11 @@ class MediaStage:
         self, client: Any, entity: Any, event: MessageEvent, message: Any, found: FileLocation
     ) -> Downloaded | None:
         """The message's file in its spool file (None: Telegram no longer has it, or it cannot be had)."""
+        spool = self.spool_dir / f"{found.file_id}.part"
         download = MediaDownload(
             client,
             message.media,
-            self.spool_dir / f"{found.file_id}.part",
+            spool,
             refetch=self._refetcher(client, entity, event.message_id),
             part_size=self.part_size,
         )
@@ -244,11 +273,15 @@ class MediaStage:
         except MediaDownloadError as e:
             self.stats.skipped["download_failed"] += 1
             log.warning("group %d message %d: %s: metadata only", event.group.id, event.message_id, e)
-            return None
-        if isinstance(result, Gone):
+        else:
+            if not isinstance(result, Gone):
+                return result
             self.stats.skipped["gone"] += 1
-            return None
-        return result
+        # The record goes out with metadata only and is not read again: nothing would ever continue this
+        # spool file, which would otherwise stay on the pod's disk for good.
+        with contextlib.suppress(FileNotFoundError):
+            spool.unlink()
+        return None
 
     async def _messages(self, client: Any, entity: Any, ids: Sequence[int]) -> dict[int, Any]:
         """The TL messages of `ids` in the group, by id (MessageEmpty for those Telegram says are gone).

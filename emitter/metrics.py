@@ -142,6 +142,40 @@ class _TelegramCollector(Collector):
         yield GaugeMetricFamily("emitter_telegram_connected", "1 while the connection to Telegram is up.", connected)
 
 
+class _MediaCollector(Collector):
+    """Reads a Telegram source's media stage and its store at scrape time; nothing while media are off.
+
+    The stage exists from the source's start on (the store opens there), so a scrape before it sees none.
+    """
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        stage = getattr(self.source, "media", None)
+        if stage is None:
+            return
+        stats, store = stage.stats, stage.store.stats
+        for name, doc, value in (
+            ("emitter_media_stored", "Media records whose object is in the store (uploaded or found).", stats.stored),
+            ("emitter_media_bytes_downloaded", "Media bytes downloaded from Telegram.", stats.bytes_downloaded),
+            ("emitter_media_uploads", "Objects uploaded to the store.", store.uploaded),
+            ("emitter_media_upload_retries", "Store requests retried after a transient failure.", store.retries),
+            (
+                "emitter_media_aborted_uploads",
+                "Incomplete multipart uploads (a crashed predecessor's) aborted at start.",
+                store.aborted_incomplete,
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        skipped = CounterMetricFamily(
+            "emitter_media_skipped", "Media records published with metadata only, by reason.", labels=["reason"]
+        )
+        for reason, n in sorted(stats.skipped.items()):
+            skipped.add_metric([reason], n)
+        yield skipped
+
+
 class Metrics:
     """What /metrics serves."""
 
@@ -185,8 +219,11 @@ class Metrics:
         self.registry.register(_SourceCollector(stats))
 
     def bind_telegram(self, source: Any) -> None:
-        """Expose a Telegram source's gateway and group states (anything with `gateway` and `unjoined`)."""
+        """Expose a Telegram source's gateway and group states (anything with `gateway` and `unjoined`), and its
+        media stage when media are on."""
         self.registry.register(_TelegramCollector(source))
+        if getattr(source, "media_settings", None) is not None:
+            self.registry.register(_MediaCollector(source))
 
     def observe_commit(self, batch: Batch, seconds: float) -> None:
         """Account one committed batch."""

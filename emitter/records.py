@@ -139,7 +139,7 @@ class Forward:
 
 @dataclass(frozen=True, slots=True)
 class Media:
-    """Metadata of attached media; the bytes are never downloaded."""
+    """Metadata of attached media; with media storage on, where its bytes are stored (`storage_uri`, …)."""
 
     type: str
     id: int | None = None

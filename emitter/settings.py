@@ -472,7 +472,11 @@ class MediaSettings(_Section):
     )
     download_concurrency: int = Field(default=2, ge=1, le=64, description="Downloads at once per account.")
     bytes_per_day: int = Field(default=0, ge=0, description="Bytes downloaded per rolling 24 h (0: unlimited).")
-    spool_dir: Path | None = Field(default=None, description="Where downloads are spooled; unset: a temp directory.")
+    spool_dir: Path | None = Field(
+        default=None,
+        description="Where downloads are spooled, one directory per emitter (a restart continues what it holds); "
+        "unset: a temp directory of the process's own, removed when it stops.",
+    )
 
     _split_types = field_validator("types", mode="before")(_split_list)
     _parse_groups = field_validator("groups", mode="before")(_parse_media_groups)

@@ -272,6 +272,7 @@ class TelegramSource(Service):
         media, self.media = self.media, None
         if media is not None:
             await media.store.stop()
+            media.close()
         await self._close_takeout()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:

@@ -361,6 +361,35 @@ def test_whole_numbers_are_written_without_exponent(tmp_path: Path) -> None:
     assert "bootstrap_servers = a:1, b:2\n" in ini
 
 
+def test_tmp_grows_by_the_media_spool_when_media_spool_into_it(tmp_path: Path) -> None:
+    """The tmp emptyDir holds tmpSizeLimit plus media.max_bytes x media.download_concurrency per identity spooling media
+    there (the emitter's defaults where unset); an identity with media off or a spool_dir elsewhere keeps it."""
+    values = {
+        "tmpSizeLimit": "64Mi",
+        "config": {"media": {"enabled": True, "bucket": "media"}},
+        "identities": [
+            {"name": "defaults"},
+            {"name": "big", "config": {"media": {"max_bytes": 2**30, "download_concurrency": 3}}},
+            {"name": "elsewhere", "config": {"media": {"spool_dir": "/data/spool"}}},
+            {"name": "off", "config": {"media": {"enabled": False}}},
+        ],
+    }
+    manifests = by_name(render([values], tmp=tmp_path), "StatefulSet")
+
+    def tmp_limit(name: str) -> str:
+        pod = manifests[f"{FULLNAME}-{name}"]["spec"]["template"]["spec"]
+        mount = next(
+            m for m in container_of(manifests[f"{FULLNAME}-{name}"])["volumeMounts"] if m["mountPath"] == CONTAINER_TMP
+        )
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        return str(volume["emptyDir"]["sizeLimit"])
+
+    assert tmp_limit("defaults") == str(64 * 2**20 + 2 * 100 * 2**20)
+    assert tmp_limit("big") == str(64 * 2**20 + 3 * 2**30)
+    assert tmp_limit("elsewhere") == "64Mi"
+    assert tmp_limit("off") == "64Mi"
+
+
 def _identity(**fields: Any) -> dict[str, Any]:
     return {"identities": [{"name": "one", **fields}]}
 
@@ -392,6 +421,11 @@ REFUSED: list[tuple[str, Mapping[str, Any], str]] = [
     ),
     ("secret in config", {"config": {"kafka": {"sasl_password": "p"}}}, "'sasl_password' not allowed"),
     ("no identities", {"identities": []}, "identities"),
+    (
+        "tmp size the chart cannot add media room to",
+        {"tmpSizeLimit": "1.5Gi", "config": {"media": {"enabled": True, "bucket": "media"}}},
+        'tmpSizeLimit "1.5Gi": with media spooled into /tmp, expected a whole number',
+    ),
 ]
 
 

@@ -7,11 +7,13 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from aiobotocore.config import AioConfig
@@ -44,13 +46,22 @@ def s3_endpoint() -> str:
     return S3_ENDPOINT
 
 
+def spool_of(prefix: str) -> Path:
+    """The spool directory `media_settings` gives the store under `prefix`."""
+    return Path(tempfile.gettempdir()) / f"emitter-test-spool-{prefix.strip('/')}"
+
+
 def media_settings(endpoint: str, **overrides: object) -> MediaSettings:
     """Settings of a store in the shared test bucket under a prefix of its own (unless overridden)."""
+    tag = uuid.uuid4().hex[:12]
     values: dict[str, object] = {
         "enabled": True,
         "endpoint_url": endpoint,
         "bucket": BUCKET,
-        "prefix": f"test-{uuid.uuid4().hex[:12]}/",
+        "prefix": f"test-{tag}/",
+        # A spool of its own: the fake's file ids repeat from world to world, and a spool file left under the
+        # shared default by another test (or run) with the same id would be continued as this file's bytes.
+        "spool_dir": spool_of(f"test-{tag}/"),
         "access_key_id": ACCESS_KEY,
         "secret_access_key": SECRET_KEY,
     }
@@ -74,7 +85,8 @@ async def s3(s3_endpoint: str) -> AsyncIterator[S3Client]:
 
 
 async def delete_prefix(client: S3Client, bucket: str, prefix: str) -> None:
-    """Remove every object and open upload under `prefix`: test data must not pile up in the dev server."""
+    """Remove every object and open upload under `prefix`, and its spool: test data must not pile up."""
+    shutil.rmtree(spool_of(prefix), ignore_errors=True)
     uploads = await client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
     for upload in uploads.get("Uploads", []):
         await client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
@@ -100,6 +112,11 @@ class _Forwarder(BaseHTTPRequestHandler):
             fault = next((f for f in proxy.faults if f[0] in query), None)
             if fault is not None:
                 proxy.faults.remove(fault)
+        if fault is not None and fault[1] == "hold":
+            # Stalled in flight until the test lets go, then never answered: an upload stays open meanwhile.
+            proxy.held.set()
+            proxy.release.wait(timeout=120)
+            fault = (fault[0], "drop")
         if fault is not None and fault[1] == "drop":
             self.close_connection = True  # the request was read, no answer comes: a connection reset
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -138,9 +155,10 @@ class FaultyProxy(ThreadingHTTPServer):
 
     Args:
         upstream_port: the real server's port.
-        faults: (a query parameter such as "partNumber=2", "drop", "500" or "gone"): the first request with
-            that parameter gets its connection closed without an answer, S3's InternalError, or the
-            NoSuchUpload of an upload someone aborted; once per entry.
+        faults: (a query parameter such as "partNumber=2", "drop", "500", "gone" or "hold"): the first
+            request with that parameter gets its connection closed without an answer, S3's InternalError, the
+            NoSuchUpload of an upload someone aborted, or is held unanswered until `release` is set (`held`
+            says it arrived) and then dropped; once per entry.
     """
 
     daemon_threads = True
@@ -151,6 +169,10 @@ class FaultyProxy(ThreadingHTTPServer):
         self.faults = list(faults)
         self.requests: list[str] = []
         self.lock = threading.Lock()
+        self.held = threading.Event()
+        """Set once a request matching a "hold" fault arrived."""
+        self.release = threading.Event()
+        """Set to let held requests go (they are dropped, never forwarded)."""
 
     @property
     def url(self) -> str:
@@ -167,6 +189,7 @@ def faulty_proxy(faults: list[tuple[str, str]]) -> Iterator[FaultyProxy]:
     try:
         yield proxy
     finally:
+        proxy.release.set()
         proxy.shutdown()
         proxy.server_close()
         thread.join(timeout=5)

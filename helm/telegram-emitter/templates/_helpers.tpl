@@ -170,3 +170,26 @@ sorted and empty values left out, so the checksum only changes when the content 
 {{- end }}
 {{- join "\n" $lines }}
 {{- end }}
+
+{{/*
+The /tmp emptyDir's size limit of one identity: call with (dict "root" $ "view" $view). `tmpSizeLimit`, plus,
+when media are on and spool into /tmp (no media.spool_dir), room for a file per download slot
+(media.max_bytes x media.download_concurrency, the emitter's defaults when unset), in bytes.
+*/}}
+{{- define "telegram-emitter.tmpSizeLimit" -}}
+{{- $root := .root }}
+{{- $limit := toString $root.Values.tmpSizeLimit }}
+{{- $media := default dict (get .view.config "media") }}
+{{- if and (get $media "enabled") (empty (get $media "spool_dir")) }}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if not (regexMatch "^[0-9]+(k|M|G|T|Ki|Mi|Gi|Ti)?$" $limit) }}
+{{- fail (printf "tmpSizeLimit %q: with media spooled into /tmp, expected a whole number with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix" $limit) }}
+{{- end }}
+{{- $base := mul (int64 (regexFind "^[0-9]+" $limit)) (int64 (get $units (regexReplaceAll "^[0-9]+" $limit ""))) }}
+{{- $maxBytes := int64 (default 104857600 (get $media "max_bytes")) }}
+{{- $slots := int64 (default 2 (get $media "download_concurrency")) }}
+{{- printf "%d" (add $base (mul $maxBytes $slots)) }}
+{{- else }}
+{{- $limit }}
+{{- end }}
+{{- end }}
