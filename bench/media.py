@@ -352,18 +352,7 @@ async def _post(
 
 async def _clean(media: MediaSettings) -> None:
     """Remove the run's objects: hundreds of MB a run must not pile up in the dev server."""
-    from aiobotocore.config import AioConfig  # noqa: PLC0415 - only this scenario needs the S3 client
-    from aiobotocore.session import get_session  # noqa: PLC0415
+    from tests.integration.s3_server import delete_prefix, raw_s3  # noqa: PLC0415 - keeps test helpers out of imports
 
-    from tests.integration.s3_server import delete_prefix  # noqa: PLC0415 - keeps test helpers out of imports
-
-    config = AioConfig(request_checksum_calculation="when_required", s3={"addressing_style": "path"})
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=S3_ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=config,
-    ) as client:
+    async with raw_s3(S3_ENDPOINT) as client:
         await delete_prefix(client, BUCKET, media.prefix)

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -69,18 +69,26 @@ def media_settings(endpoint: str, **overrides: object) -> MediaSettings:
     return MediaSettings.model_validate(values)
 
 
-@pytest.fixture
-async def s3(s3_endpoint: str) -> AsyncIterator[S3Client]:
-    """A plain client of the test server, to look at what the store did (and to leave debris behind)."""
+@asynccontextmanager
+async def raw_s3(endpoint: str = S3_ENDPOINT) -> AsyncIterator[S3Client]:
+    """A plain client of the test server in the running loop, to look at what the store did (and to leave
+    debris behind)."""
     config = AioConfig(request_checksum_calculation="when_required", s3={"addressing_style": "path"})
     async with get_session().create_client(
         "s3",
-        endpoint_url=s3_endpoint,
+        endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
         config=config,
     ) as client:
+        yield client
+
+
+@pytest.fixture
+async def s3(s3_endpoint: str) -> AsyncIterator[S3Client]:
+    """A plain client of the test server."""
+    async with raw_s3(s3_endpoint) as client:
         yield client
 
 

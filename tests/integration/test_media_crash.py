@@ -18,16 +18,11 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from prometheus_client.parser import text_string_to_metric_families
-from types_aiobotocore_s3 import S3Client
 
 from emitter.clock import ScaledClock
 from emitter.kafka_sink import KafkaSink
@@ -39,15 +34,7 @@ from emitter.telegram_gateway import RequestGateway
 from emitter.telegram_source import TelegramSource
 from tests.faketelegram import FakeTelegram, wait_until
 from tests.integration.kafka_read import read_committed
-from tests.integration.s3_server import (
-    ACCESS_KEY,
-    BUCKET,
-    SECRET_KEY,
-    delete_prefix,
-    faulty_proxy,
-    media_settings,
-    s3_endpoint,
-)
+from tests.integration.s3_server import BUCKET, delete_prefix, faulty_proxy, media_settings, raw_s3, s3_endpoint
 from tests.integration.telegram_harness import SPEED, emitter
 
 __all__ = ["s3_endpoint"]  # the fixture, imported so that pytest finds it
@@ -57,21 +44,6 @@ pytestmark = pytest.mark.integration
 MB = 2**20
 BIG = 12 * MB
 """Three parts of media.part_size's minimum (5 MiB): the second is the one held."""
-
-
-@asynccontextmanager
-async def raw_s3(endpoint: str) -> AsyncIterator[S3Client]:
-    """A plain client of the test server in the running loop (the test forks, so it runs its own loops)."""
-    config = AioConfig(request_checksum_calculation="when_required", s3={"addressing_style": "path"})
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=config,
-    ) as client:
-        yield client
 
 
 async def open_uploads(endpoint: str, prefix: str) -> list[dict[str, Any]]:
