@@ -77,6 +77,13 @@ async def emitter(
         await asyncio.wait_for(task, 60)
 
 
+def positioned(run: Running, gid: int) -> bool:
+    """Whether the running source knows the group's update position and owes no catch-up: a live update
+    that continues it is then admitted as LIVE (one that does not is left to a catch-up)."""
+    state = run.source.live.followed.get(gid)
+    return state is not None and state.pts is not None and not state.catch_up
+
+
 async def published(settings: Settings) -> list[tuple[int, str, int, str]]:
     """(group id, event type, message id, source) of every committed record, in consumer order."""
     records = await read_committed(settings.kafka.bootstrap_servers[0], settings.kafka.topic)  # type: ignore[index]

@@ -23,7 +23,7 @@ from emitter.telegram_gateway import RequestGateway
 from tests.change_world import change_kind, flat, make_changes, three_groups
 from tests.faketelegram import FakeTelegram, wait_until
 from tests.integration.kafka_read import read_committed
-from tests.integration.telegram_harness import SPEED, emitter
+from tests.integration.telegram_harness import SPEED, emitter, positioned
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +44,6 @@ def changes_of(recs: list[dict[str, Any]]) -> Counter[tuple[int, str, int]]:
         for r in recs
         if r["event_type"] != "NEW"
     )
-
-
-def positioned(run: Any, gid: int) -> bool:
-    """Whether the running source knows the group's update position (live changes are admitted from it)."""
-    state = run.source.live.followed.get(gid)
-    return state is not None and state.pts is not None and not state.catch_up
 
 
 async def test_changes_made_while_stopped_are_published_once_after_a_restart(settings: Settings) -> None:
