@@ -55,6 +55,7 @@ from emitter.telegram_gateway import (
     priority,
     requests_for,
 )
+from emitter.telegram_history import history_pages
 from emitter.telegram_live import DEFAULT_LIVE_BUFFER_BYTES, Followed, LiveDispatch, LiveStats
 from emitter.telegram_mapping import group_from_entity, map_message
 from emitter.telegram_proxy import Proxy
@@ -625,34 +626,45 @@ class TelegramSource(Service):
             # Ask Telegram for no more than may be read: a page fetched but not published would be read unpaid.
             remaining = allowance if remaining is None else min(remaining, allowance)
         client = await self._history_client() if source is Source.BACKFILL else self.client
-        # Pacing is the gateway's: Telethon's own wait between pages would only add to it.
-        history = client.iter_messages(
-            state.entity, min_id=start, reverse=True, wait_time=0, offset_date=offset_date, limit=remaining
-        )
-        async for message in history:
+        pages = history_pages(client, state.entity, min_id=start, offset_date=offset_date, limit=remaining)
+        async for answer in pages:
             self._check_fatal()
-            if window.end_date is not None and message.date > window.end_date:
-                break
-            page.add(map_message(message, state.group, source=source, ingest_time=self._clock()), message.id)
-            page.total = history.total
-            if budgeted:
-                self.budget.take(state.group.id, self.now())
-            moved = _migrated_to(message)
-            if moved is not None:
-                yield page.take(moved_to=await self._group_of(moved))
-                return
-            if budgeted and self.budget.left(self.now()) <= 0:
-                self._starved.add(state.group.id)
-                yield page.take()
-                return
-            if remaining is not None:
-                remaining -= 1
-                if remaining <= 0:
+            page.total = answer.total
+            ingest_time = self._clock()
+            for message in answer.messages:
+                if window.end_date is not None and message.date > window.end_date:
+                    remaining = 0
                     break
-            if len(page) >= PAGE_SIZE:
-                yield page.take()
+                event = map_message(
+                    message, state.group, source=source, ingest_time=ingest_time, entities=answer.entities
+                )
+                page.add(event, message.id)
+                spent = budgeted and self._spend_one(state.group.id)
+                moved = _migrated_to(message)
+                if moved is not None:
+                    yield page.take(moved_to=await self._group_of(moved))
+                    return
+                if spent:
+                    yield page.take()
+                    return
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining <= 0:
+                        break
+                if len(page) >= PAGE_SIZE:
+                    yield page.take()
+            if remaining is not None and remaining <= 0:
+                break
         if len(page):
             yield page.take()
+
+    def _spend_one(self, group_id: int) -> bool:
+        """Count one message read against the budget; True when that was the last one it allowed."""
+        self.budget.take(group_id, self.now())
+        if self.budget.left(self.now()) > 0:
+            return False
+        self._starved.add(group_id)
+        return True
 
     async def _group_of(self, marked: int) -> Group:
         return group_from_entity(await self._entity_by_id(marked))

@@ -13,6 +13,7 @@ import pytest
 from emitter.clock import ScaledClock
 from emitter.settings import Settings
 from tests.faketelegram import FakeTelegram, wait_until
+from tests.integration.kafka_read import read_committed
 from tests.integration.telegram_harness import SPEED, emitter, new_ids, published, wait_for_ids
 
 
@@ -59,6 +60,33 @@ async def test_backfill_of_three_groups_once_in_order_at_ten_requests_per_thousa
     big = len(fake.message_ids(channel))
     per_thousand = history_requests(fake, marked(channel)) * 1000 / big
     print(f"channel: {big} messages, {history_requests(fake, marked(channel))} requests, {per_thousand:.2f}/1000")
+
+
+async def test_backfilled_records_name_their_senders_from_the_history_answer(
+    fake: FakeTelegram, settings: Settings
+) -> None:
+    """Senders' names come from the users and chats a history page carries (the walk skips Telethon's
+    per-message finishing), for users in a supergroup and for a channel's own posts."""
+    group = fake.add_channel("Talk", username="talk", megagroup=True)
+    ann = fake.add_user("Ann", last_name="Lee", username="ann_lee")
+    bob = fake.add_user("Bob")
+    for i in range(150):  # two pages, each sender on both
+        fake.post(group, f"hello {i}", sender=ann if i % 3 else bob)
+    news = fake.add_channel("News", username="news")
+    fake.post_many(news, 3)
+
+    async with emitter(fake, settings, ["@talk", "@news"], follow=False) as run:
+        await asyncio.wait_for(asyncio.shield(run.task), 120)
+
+    records = await read_committed(settings.kafka.bootstrap_servers[0], settings.kafka.topic)  # type: ignore[index]
+    senders = Counter(
+        (r["sender"]["id"], r["sender"]["name"], r["sender"]["username"])
+        for _, r in records
+        if r["group"]["id"] == marked(group) and r["text"].startswith("hello")  # not the creation's service message
+    )
+    assert senders == {(ann.id, "Ann Lee", "ann_lee"): 100, (bob.id, "Bob", None): 50}
+    posts = Counter((r["sender"]["id"], r["sender"]["name"]) for _, r in records if r["group"]["id"] == marked(news))
+    assert posts[(marked(news), "News")] >= 3
 
 
 async def test_burst_with_dropped_updates_is_complete_after_the_sweep(fake: FakeTelegram, settings: Settings) -> None:
