@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TypeVar, dataclass_transform
 
 
 class EventType(enum.StrEnum):
@@ -208,7 +208,22 @@ class CommentOf:
     post_id: int
 
 
-@dataclass(frozen=True, slots=True)
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def _event_record(cls: type[_T]) -> type[_T]:
+    """A slots dataclass that type checkers treat as frozen.
+
+    One event is built per record on the hot path (and again by each `replace`). A frozen dataclass sets every
+    field through `object.__setattr__`, which made construction cost 2.5x more than a plain slots class's
+    (about 5 µs of the mapping's 15 per record). Type checkers see a frozen class, so `mypy --strict` rejects
+    an assignment to an event's field; change events with `dataclasses.replace`.
+    """
+    return dataclass(slots=True)(cls)
+
+
+@_event_record
 class MessageEvent:
     """One NEW, EDIT or DELETE event of one message in one group."""
 
