@@ -300,13 +300,18 @@ def group_from_entity(entity: TLObject) -> Group:
 # --- message parts ---------------------------------------------------------------------------------------
 
 
-def _sender(message: TLObject, from_id: TLObject, peer_id: TLObject, post: bool) -> Sender | None:
+def _sender(
+    message: TLObject, from_id: TLObject, peer_id: TLObject, post: bool, entities: Mapping[int, TLObject] | None
+) -> Sender | None:
     """Who sent the message: `from_id`, else the cached sender entity, else the user of a private chat.
 
-    Names come only from the entity Telethon already cached on its custom Message (`_sender`, which the
-    `.sender` property returns as is); `get_sender()` would make a network call and is never used.
+    Names come only from entities already at hand: the one Telethon cached on its custom Message (`_sender`,
+    which the `.sender` property returns as is), else the answer's own `entities` by the message's
+    `sender_id`; `get_sender()` would make a network call and is never used.
     """
     cached = getattr(message, "_sender", None)
+    if cached is None and entities:
+        cached = entities.get(getattr(message, "sender_id", None))  # type: ignore[arg-type]
     ident = _peer(from_id) if from_id is not None else None
     if ident is None:
         if cached is not None:
@@ -736,44 +741,105 @@ def _action(action: TLObject, actor: Sender | None, reply: Reply | None) -> Acti
 # --- messages ----------------------------------------------------------------------------------------------
 
 
-def _map(message: TLObject, group: Group, source: Source, ingest_time: datetime, event_type: EventType) -> MessageEvent:
+_FIELDS: Final = (
+    "id",
+    "post",
+    "from_id",
+    "peer_id",
+    "reply_to",
+    "fwd_from",
+    "replies",
+    "reactions",
+    "action",
+    "date",
+    "edit_date",
+    "message",
+    "entities",
+    "media",
+    "grouped_id",
+    "views",
+    "forwards",
+    "post_author",
+    "via_bot_id",
+    "pinned",
+)
+"""The TL fields of a message `_map` reads, in the order `_fields` returns them."""
+_read_fields: Final = operator.attrgetter(*_FIELDS)
+
+
+def _fields(message: TLObject) -> tuple[Any, ...]:
+    """The `_FIELDS` of a message; None for any it lacks."""
+    try:
+        # One C call for the twenty fields every Telethon Message and MessageService has.
+        fields: tuple[Any, ...] = _read_fields(message)
+    except AttributeError:  # MessageEmpty, or an object built some other way: field by field
+        return tuple(getattr(message, name, None) for name in _FIELDS)
+    return fields
+
+
+def _map(
+    message: TLObject,
+    group: Group,
+    source: Source,
+    ingest_time: datetime,
+    event_type: EventType,
+    *,
+    entities: Mapping[int, TLObject] | None,
+) -> MessageEvent:
     extra: dict[str, str] = {}
     class_name = type(message).__name__
     if class_name not in _MESSAGE_CLASSES:
         _put(extra, "message_class", class_name)  # MessageEmpty, or something unexpected
-    message_id = _int64(getattr(message, "id", None))
+    (
+        raw_id,
+        post,
+        from_id,
+        peer_id,
+        reply_to,
+        fwd,
+        replies,
+        reactions,
+        action,
+        date,
+        edit_date,
+        text,
+        entities_of_text,
+        media,
+        grouped_id,
+        views,
+        forwards,
+        post_author,
+        via_bot_id,
+        pinned,
+    ) = _fields(message)
+    message_id = _int64(raw_id)
     if message_id is None:
-        _put(extra, "bad_message_id", type(getattr(message, "id", None)).__name__)
-    post = bool(getattr(message, "post", None))
-    sender = _sender(message, getattr(message, "from_id", None), getattr(message, "peer_id", None), post)
-    reply_to = getattr(message, "reply_to", None)
+        _put(extra, "bad_message_id", type(raw_id).__name__)
+    post = bool(post)
+    sender = _sender(message, from_id, peer_id, post, entities)
     reply = None if reply_to is None else _reply(reply_to, extra)
-    fwd = getattr(message, "fwd_from", None)
-    replies = getattr(message, "replies", None)
-    reactions = getattr(message, "reactions", None)
-    action = getattr(message, "action", None)
     return MessageEvent(
         event_type=event_type,
         group=group,
         message_id=0 if message_id is None else message_id,
         source=source,
         ingest_time=_utc(ingest_time) or ingest_time,
-        date=_utc(getattr(message, "date", None)),
-        edit_date=_utc(getattr(message, "edit_date", None)),
+        date=_utc(date),
+        edit_date=_utc(edit_date),
         sender=sender,
-        text=_str(getattr(message, "message", None)) or "",
-        entities=_entities(getattr(message, "entities", None)),
+        text=_str(text) or "",
+        entities=_entities(entities_of_text),
         reply=reply,
         forward=None if fwd is None else _forward(fwd),
-        media=_media(getattr(message, "media", None), extra),
-        grouped_id=_int64(getattr(message, "grouped_id", None)),
-        views=_int32(getattr(message, "views", None)),
-        forwards=_int32(getattr(message, "forwards", None)),
+        media=_media(media, extra),
+        grouped_id=_int64(grouped_id),
+        views=_int32(views),
+        forwards=_int32(forwards),
         replies=None if replies is None else _int32(getattr(replies, "replies", None)),
         reactions=() if reactions is None else _reactions(reactions),
-        post_author=_str(getattr(message, "post_author", None)),
-        via_bot_id=_int64(getattr(message, "via_bot_id", None)),
-        pinned=bool(getattr(message, "pinned", None)),
+        post_author=_str(post_author),
+        via_bot_id=_int64(via_bot_id),
+        pinned=bool(pinned),
         is_post=post,
         action=None if action is None else _action(action, sender, reply),
         extra=extra,
@@ -787,6 +853,7 @@ def map_message(
     source: Source,
     ingest_time: datetime,
     event_type: EventType = EventType.NEW,
+    entities: Mapping[int, TLObject] | None = None,
 ) -> MessageEvent:
     """The `MessageEvent` of a Telethon message (`Message`, `MessageService` or Telethon's custom Message).
 
@@ -799,9 +866,11 @@ def map_message(
         source: the path producing the event (BACKFILL, LIVE, SWEEP).
         ingest_time: when the emitter produced the event (aware UTC).
         event_type: NEW, or EDIT for a later version of the message.
+        entities: the users and chats of the answer the message came in, by marked id, for a message Telethon
+            has not finished (a raw getHistory page): where its sender's name is found.
     """
     try:
-        return _map(message, group, source, ingest_time, event_type)
+        return _map(message, group, source, ingest_time, event_type, entities=entities)
     except Exception as e:
         # One unmappable message must not stall its group: emit what is safe, with the error in extra.
         return MessageEvent(
