@@ -283,13 +283,14 @@ class KafkaSink(Service):
         topic = self.settings.topic
         headers = [("content-type", self.encoder.content_type.encode()), *inject_headers()]
         by_topic: dict[str, list[_Record]] = {}
+        keys: dict[int, bytes] = {}
+        encode = self.encoder.encode
         for event in batch.events:
-            key, value, target, record_headers = (
-                str(event.group.id).encode(),
-                self.encoder.encode(event),
-                topic,
-                headers,
-            )
+            group_id = event.group.id
+            key = keys.get(group_id)
+            if key is None:
+                key = keys[group_id] = str(group_id).encode()
+            value, target, record_headers = encode(event), topic, headers
             if len(value) > self._record_limit:
                 target, value, dlq_headers = self._oversized(event, len(value))
                 record_headers = headers + dlq_headers

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -228,20 +230,21 @@ class Metrics:
     def observe_commit(self, batch: Batch, seconds: float) -> None:
         """Account one committed batch."""
         self.transaction_seconds.observe(seconds)
-        counts: dict[tuple[str, str, str], int] = {}
-        newest: dict[str, float] = {}
+        # Counted by the events' own objects (a page's events share them), turned into label strings once.
+        counts = collections.Counter((e.group.id, e.event_type, e.source) for e in batch.events)
+        newest: dict[int, datetime] = {}
         for e in batch.events:
-            key = (str(e.group.id), e.event_type.value, e.source.value)
-            counts[key] = counts.get(key, 0) + 1
             if e.event_type is EventType.NEW and e.date is not None:
-                newest[key[0]] = max(newest.get(key[0], 0.0), e.date.timestamp())
+                seen = newest.get(e.group.id)
+                if seen is None or e.date > seen:
+                    newest[e.group.id] = e.date
         committed_at = time.time()
-        for key, n in counts.items():
-            self.published.labels(*key).inc(n)
-            self._last_event[key[0]] = committed_at
+        for (gid, kind, source), n in counts.items():
+            self.published.labels(str(gid), kind.value, source.value).inc(n)
+            self._last_event[str(gid)] = committed_at
         now = utc_now().timestamp()
-        for group, ts in newest.items():
-            self.lag.labels(group).set(max(0.0, now - ts))
+        for group, date in newest.items():
+            self.lag.labels(str(group)).set(max(0.0, now - date.timestamp()))
         for gid, cursor in batch.cursors.items():
             if cursor.cursor > -(2**62):
                 self.cursor.labels(str(gid)).set(cursor.cursor)

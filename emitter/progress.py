@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -67,13 +68,15 @@ class ProgressBoard:
 
     def committed(self, batch: Batch) -> None:
         """Count the batch's backfilled NEW events and tell the listeners."""
+        backfilled = Counter(
+            e.group for e in batch.events if e.event_type is EventType.NEW and e.source in BACKFILL_SOURCES
+        )
         touched: dict[int, GroupProgress] = {}
-        for e in batch.events:
-            if e.event_type is EventType.NEW and e.source in BACKFILL_SOURCES:
-                p = self.get(e.group)
-                p.done += 1
-                p.paused_until = None  # backfilled again: the pause is over
-                touched[e.group.id] = p
+        for group, n in backfilled.items():
+            p = self.get(group)
+            p.done += n
+            p.paused_until = None  # backfilled again: the pause is over
+            touched[group.id] = p
         for p in touched.values():
             for listener in self.listeners:
                 listener(p)
