@@ -306,13 +306,15 @@ def _sender(
     """Who sent the message: `from_id`, else the cached sender entity, else the user of a private chat.
 
     Names come only from entities already at hand: the one Telethon cached on its custom Message (`_sender`,
-    which the `.sender` property returns as is), else the answer's own `entities` by the message's
-    `sender_id`; `get_sender()` would make a network call and is never used.
+    which the `.sender` property returns as is), else the answer's own `entities`, looked up by the id
+    Telethon's `sender_id` would give; `get_sender()` would make a network call and is never used.
     """
     cached = getattr(message, "_sender", None)
-    if cached is None and entities:
-        cached = entities.get(getattr(message, "sender_id", None))  # type: ignore[arg-type]
     ident = _peer(from_id) if from_id is not None else None
+    if cached is None and entities:
+        private = not post and not getattr(message, "out", None) and type(peer_id).__name__ == "PeerUser"
+        key = ident if ident is not None else (_peer(peer_id) if post or private else None)
+        cached = None if key is None else entities.get(key[0])
     if ident is None:
         if cached is not None:
             ident = _entity_ident(cached)
