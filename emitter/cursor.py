@@ -109,7 +109,7 @@ class GroupCursor:
 
     def is_published(self, msg_id: int) -> bool:
         """Whether a NEW event for `msg_id` was already published (so another one would duplicate)."""
-        return msg_id <= self.cursor or _contains(self.above, msg_id)
+        return msg_id <= self.cursor or (bool(self.above) and _contains(self.above, msg_id))
 
     def with_live(self, msg_id: int) -> GroupCursor:
         """The cursor after publishing `msg_id` from a live update (the cursor itself cannot move)."""
