@@ -37,7 +37,7 @@ _AREAS: Final = (
 )
 _STAGES: Final = (
     ("Telethon: parse answers (recv loop)", "_recv_loop", "/tests/faketelegram/sender.py"),
-    ("Telethon: iter_messages page post-processing", "_load_next_chunk", "/telethon/client/messages.py"),
+    ("emitter: history pages (getHistory, no Telethon finishing)", "history_pages", "/emitter/telegram_history.py"),
     ("emitter: map_message", "map_message", "/emitter/telegram_mapping.py"),
     ("emitter: Encoder.encode (the generated writer)", "encode", "/emitter/codec.py"),
     ("emitter: Tracker.accept", "accept", "/emitter/tracker.py"),
