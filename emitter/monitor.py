@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from emitter.batcher import Batcher
 from emitter.errors import FatalError, RetriableError, SourceError
+from emitter.gc_tuning import tuned_for_throughput
 from emitter.metrics import Metrics
 from emitter.progress import ProgressBoard
 from emitter.protocols import Batch, MessageSource, Page, Sink
@@ -127,6 +128,7 @@ class Monitor:
     async def run(self) -> RunStats:
         """Run until done; raises FatalError (fenced, bad topic) after stopping cleanly."""
         async with contextlib.AsyncExitStack() as stack:
+            stack.enter_context(tuned_for_throughput())
             # The sink starts first: its producer fences any older instance before cursors are read.
             if await self._retrying("start sink", partial(stack.enter_async_context, self.sink)) is None:
                 return self.stats
