@@ -249,13 +249,16 @@ def message_text(i: int) -> str:
     return " ".join(rng.choices(_WORDS, k=rng.randint(3, 40)))
 
 
-def build_world(channels: int, total: int, *, seed: int = 7, prefix: str = "bench") -> tuple[FakeTelegram, list[str]]:
+def build_world(
+    channels: int, total: int, *, seed: int = 7, prefix: str = "bench", **world: Any
+) -> tuple[FakeTelegram, list[str]]:
     """A fake Telegram with `total` messages spread over `channels` supergroups; returns it and the usernames.
 
     Answers travel as bytes (the fake's default), so Telethon parses every page as it would from the network.
+    `world` goes to FakeTelegram (the remote fake's address, say).
     """
     # Throughput of our code: Telegram's limits are the politeness scenario's subject, not this one's.
-    fake = FakeTelegram(seed=seed, rate_limits=None)
+    fake = FakeTelegram(seed=seed, rate_limits=None, **world)
     names = []
     per = -(-total // channels)
     for i in range(channels):
