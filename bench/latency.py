@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -186,7 +186,9 @@ def _stage_rows(idle: list[_Window], hogged: list[_Window]) -> list[Row]:
     for stage in STAGES:
         idle_cut = f"{fmt(cut(idle, stage, 50), 1)} / {fmt(cut(idle, stage, 99), 1)} ms"
         hog_cut = f"{fmt(cut(hogged, stage, 50), 1)} / {fmt(cut(hogged, stage, 99), 1)} ms"
-        rows.append(Row(NAME, f"stage at {TARGET_RATE:,} msgs/s, p50 / p99: {stage} (with the hog: {hog_cut})", idle_cut))
+        rows.append(
+            Row(NAME, f"stage at {TARGET_RATE:,} msgs/s, p50 / p99: {stage} (with the hog: {hog_cut})", idle_cut)
+        )
     return rows
 
 

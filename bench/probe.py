@@ -6,8 +6,9 @@ It positions itself at the end of every partition, prints ``ready``, then reads 
 stamped records (text ``live <monotonic ns at post>``), the end marker (text ``END_TEXT``: a poster that cannot
 know its count in advance posts it last, in the group of its stamps, so that partition order puts it after
 them), or the deadline, and prints one JSON line:
-``{"stamps": [[posted_ns, seen_ns], ...], "cpu": seconds}`` (the probe's own CPU time). A process of its own so that its fetching and decoding do not share the
-emitter's event loop; CLOCK_MONOTONIC is system-wide on Linux, so the stamps compare across processes.
+``{"stamps": [[posted_ns, seen_ns], ...], "cpu": seconds}`` (its own CPU time). A process of its own so that
+its fetching and decoding do not share the emitter's event loop; CLOCK_MONOTONIC is system-wide on Linux, so
+the stamps compare across processes.
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ class RemoteFake:
             proc.kill()
             await proc.wait()
 
-    async def call(self, op: str, timeout: float = 60, **args: Any) -> dict[str, Any]:
+    async def call(self, op: str, within: float = 60, **args: Any) -> dict[str, Any]:
         """Send one command and return its answer (one command at a time)."""
         proc = self._proc
         if proc is None or proc.stdin is None:
@@ -198,7 +198,7 @@ class RemoteFake:
         async with self._lock:
             proc.stdin.write(json.dumps({"op": op, **args}).encode() + b"\n")
             await proc.stdin.drain()
-            answer = await self._read(timeout)
+            answer = await self._read(within)
         if "error" in answer:
             raise RuntimeError(f"remote fake: {answer['error']}")
         return answer
@@ -210,11 +210,13 @@ class RemoteFake:
 
     async def post(self, count: int, rate: float) -> dict[str, Any]:
         """Post `count` stamped live messages at `rate` a second (in the child); returns when all are posted."""
-        return await self.call("post", timeout=count / rate + 120, count=count, rate=rate)
+        return await self.call("post", within=count / rate + 120, count=count, rate=rate)
 
-    async def _read(self, timeout: float) -> dict[str, Any]:
-        assert self._proc is not None and self._proc.stdout is not None
-        line = await asyncio.wait_for(self._proc.stdout.readline(), timeout)
+    async def _read(self, within: float) -> dict[str, Any]:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        async with asyncio.timeout(within):
+            line = await self._proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the remote fake exited ({await self._proc.wait()}) before answering")
         answer: dict[str, Any] = json.loads(line)
