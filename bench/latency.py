@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from telethon import TelegramClient, events
+from telethon import TelegramClient, events, types
 
 from bench.common import Context, log, median, run
 from bench.probe import FETCH_MAX_WAIT_MS, STAMP_PREFIX
@@ -75,6 +75,8 @@ class _Window:
     """Seconds per wall second each process waited on a run queue for a CPU (runnable, not running)."""
     stages: dict[str, list[float]] = field(default_factory=dict)
     """Milliseconds each record spent in each of `STAGES`."""
+    cpu_us: float = 0.0
+    """The emitter process's CPU per record seen, µs (Telethon's receiving included)."""
 
 
 def scenario(ctx: Context) -> list[Row]:
@@ -83,7 +85,10 @@ def scenario(ctx: Context) -> list[Row]:
     results: dict[int, list[_Window]] = {rate: [] for rate in ctx.sizes.latency_rates}
     hogged: list[_Window] = []
     lossy: list[_Window] = []
+    bare: list[_Bare] = []
     for i in range(ctx.runs):
+        log(f"latency: run {i + 1}/{ctx.runs}, a bare Telethon client at {TARGET_RATE:,} msgs/s")
+        bare.append(run(_bare_window(TARGET_RATE, seconds)))
         for rate in ctx.sizes.latency_rates:
             log(f"latency: run {i + 1}/{ctx.runs}, {rate:,} msgs/s for {seconds:g} s")
             results[rate].append(run(_window(ctx, rate, seconds)))
@@ -97,6 +102,7 @@ def scenario(ctx: Context) -> list[Row]:
         rows += _rate_rows(rate, windows)
     rows += _rate_rows(TARGET_RATE, hogged, hog=True)
     rows += _stage_rows(results.get(TARGET_RATE, []), hogged)
+    rows += _bare_rows(bare, results.get(TARGET_RATE, []))
     return rows + _lossy_rows(lossy, results.get(TARGET_RATE, []))
 
 
@@ -123,7 +129,7 @@ def _notes(ctx: Context, seconds: float) -> None:
     )
     ctx.note(
         NAME,
-        "Stages: the emitter's client gets one more NewMessage handler that stamps Telethon's dispatch of each "
+        "Stages: the emitter's client gets one more handler (events.Raw) that stamps Telethon's dispatch of each "
         "stamped message, and the sink's commit is timed; with the post stamp and the probe's arrival that splits "
         "each record's latency into: " + ", ".join(STAGES) + ". Median and p99 of each, median over the windows.",
     )
@@ -188,6 +194,29 @@ def _stage_rows(idle: list[_Window], hogged: list[_Window]) -> list[Row]:
         hog_cut = f"{fmt(cut(hogged, stage, 50), 1)} / {fmt(cut(hogged, stage, 99), 1)} ms"
         rows.append(
             Row(NAME, f"stage at {TARGET_RATE:,} msgs/s, p50 / p99: {stage} (with the hog: {hog_cut})", idle_cut)
+        )
+    return rows
+
+
+def _bare_rows(bare: list[_Bare], emitter: list[_Window]) -> list[Row]:
+    seen = sum(b.seen for b in bare)
+    rows = [
+        Row(
+            NAME,
+            f"bare Telethon client at {TARGET_RATE:,} msgs/s: CPU per update over TCP (p50 / p99 "
+            f"{fmt(median(b.p50 for b in bare), 1)} / {fmt(median(b.p99 for b in bare), 1)} ms, {seen:,} received)",
+            f"{fmt(median(b.cpu_us for b in bare))} µs",
+        )
+    ]
+    if emitter:
+        rows.append(
+            Row(
+                NAME,
+                f"emitter at {TARGET_RATE:,} msgs/s: its process's CPU per record (Telethon's receiving included)",
+                f"{fmt(median(w.cpu_us for w in emitter))} µs",
+                "÷ bare Telethon client",
+                median(w.cpu_us for w in emitter) / median(b.cpu_us for b in bare),
+            )
         )
     return rows
 
@@ -265,7 +294,44 @@ async def _window(ctx: Context, rate: int, seconds: float, *, drop: float = 0.0,
         cpu=sched.shares(0) | {"probe": probe_cpu / sched.wall},
         waits=sched.shares(1),
         stages=stages.split(stamps),
+        cpu_us=sched.cpu_seconds("emitter") / len(stamps) * 1e6,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Bare:
+    cpu_us: float
+    """This process's CPU per update received, µs: Telethon's own receiving with nothing behind it."""
+    p50: float
+    p99: float
+    seen: int
+
+
+async def _bare_window(rate: int, seconds: float) -> _Bare:
+    """A bare TelegramClient (production options, one Raw handler that only stamps) receiving the same posts."""
+    async with RemoteFake("latency") as fake:
+        client = await fake.client()
+        delays: list[float] = []
+
+        async def on_raw(update: Any) -> None:
+            text = getattr(update.message, "message", None) or ""
+            if text.startswith(STAMP_PREFIX):
+                delays.append((time.monotonic_ns() - int(text[len(STAMP_PREFIX) :])) / 1e6)
+
+        client.add_event_handler(on_raw, events.Raw(types.UpdateNewChannelMessage))
+        await client.connect()
+        try:
+            await client.get_input_entity(fake.groups[0])
+            posted = round(rate * seconds)
+            cpu = time.process_time()
+            await fake.post(posted, rate)
+            with contextlib.suppress(TimeoutError):
+                await wait_until(lambda: len(delays) >= posted, within=30)
+            used = time.process_time() - cpu
+        finally:
+            await client.disconnect()
+    cuts = statistics.quantiles(delays, n=100, method="inclusive")
+    return _Bare(used / max(1, len(delays)) * 1e6, cuts[49], cuts[98], len(delays))
 
 
 async def _probe(ctx: Context, topic: str, expected: int, seconds: float) -> asyncio.subprocess.Process:
@@ -303,6 +369,10 @@ class _Sched:
         self.after = {name: _sched(pid) for name, pid in self.pids.items()}
         self.wall = time.perf_counter() - self.started
 
+    def cpu_seconds(self, name: str) -> float:
+        """CPU seconds the named process ran between the readings."""
+        return self.after[name][0] - self.before[name][0]
+
     def shares(self, kind: int) -> dict[str, float]:
         """CPU (kind 0) or run-queue wait (kind 1) per wall second of each process."""
         return {n: (self.after[n][kind] - self.before[n][kind]) / self.wall for n in self.after}
@@ -328,7 +398,9 @@ class _Stages:
     def __init__(self, client: TelegramClient, monitor: Monitor) -> None:
         self.dispatched: dict[int, int] = {}
         self.commits: dict[int, tuple[int, int]] = {}
-        client.add_event_handler(self._on_new, events.NewMessage())
+        # Raw, not NewMessage: a second NewMessage handler would build a second event per update, and the
+        # stopwatch should cost the emitter as little as it can.
+        client.add_event_handler(self._on_raw, events.Raw(types.UpdateNewChannelMessage))
         sink = monitor.sink
         commit = sink.commit
 
@@ -342,8 +414,8 @@ class _Stages:
 
         sink.commit = timed  # type: ignore[method-assign]  # the bench's stopwatch around the real commit
 
-    async def _on_new(self, event: Any) -> None:
-        text = event.message.message or ""
+    async def _on_raw(self, update: Any) -> None:
+        text = getattr(update.message, "message", None) or ""
         if text.startswith(STAMP_PREFIX):
             self.dispatched.setdefault(int(text[len(STAMP_PREFIX) :]), time.monotonic_ns())
 
