@@ -125,7 +125,9 @@ def _notes(ctx: Context, seconds: float) -> None:
         NAME,
         "CPU hog: the bench starts `python -c 'while True: pass'` (one process: one of the machine's cores) "
         "before posting and kills it after the probe's read. CPU shares are CPU seconds per wall second of each "
-        "process over that stretch (/proc for the hog, `time.process_time` for the others).",
+        "process over that stretch, from /proc/PID/schedstat for the emitter, the fake and the hog, with the "
+        "seconds each waited on a run queue while runnable after a + ('0.51+0.45w': ran half a core's worth and "
+        "waited almost as long); the probe reports its own `time.process_time`.",
     )
     ctx.note(
         NAME,
