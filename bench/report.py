@@ -167,8 +167,9 @@ MISSED = """
 - **Backfill throughput (>= 25,000 rec/s, and >= 0.5 x raw aiokafka `send()`).** With the fake Telegram in
   its own process (over MTProto on TCP, as in production), the emitter's CPU per record is 146 us (raw
   aiokafka `send()` 37 us, `send_batch()` 11 us), and the process is no longer CPU-bound (CPU / wall 0.53):
-  Telethon's `iter_messages` asks for a page only when the last one is consumed, so every page's round trip
-  is wait time (three groups at once reach 1.09 x one). Two steps left, both in the Telegram source (item 2
+  the walk (Telethon's `iter_messages`, and `telegram_history.history_pages` with the same pagination) asks
+  for a page only when the last one is consumed, so every page's round trip is wait time (three groups at
+  once reach 1.09 x one). Two steps left, both in the Telegram source (item 2
   of issue 17): ask for the next history page through the gateway while the current one is mapped and
   committed (one request ahead per group), and read pages with `messages.GetHistory` without Telethon's
   custom `Message` objects, the largest part of the CPU per record besides MTProto. Done: cryptg (AES-IGE in
