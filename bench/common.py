@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from opentelemetry.trace import Tracer
+from telethon import TelegramClient
 
 from emitter.app import create_monitor
 from emitter.kafka_sink import KafkaSink
@@ -249,13 +250,16 @@ def message_text(i: int) -> str:
     return " ".join(rng.choices(_WORDS, k=rng.randint(3, 40)))
 
 
-def build_world(channels: int, total: int, *, seed: int = 7, prefix: str = "bench") -> tuple[FakeTelegram, list[str]]:
+def build_world(
+    channels: int, total: int, *, seed: int = 7, prefix: str = "bench", **world: Any
+) -> tuple[FakeTelegram, list[str]]:
     """A fake Telegram with `total` messages spread over `channels` supergroups; returns it and the usernames.
 
     Answers travel as bytes (the fake's default), so Telethon parses every page as it would from the network.
+    `world` goes to FakeTelegram (the remote fake's address, say).
     """
     # Throughput of our code: Telegram's limits are the politeness scenario's subject, not this one's.
-    fake = FakeTelegram(seed=seed, rate_limits=None)
+    fake = FakeTelegram(seed=seed, rate_limits=None, **world)
     names = []
     per = -(-total // channels)
     for i in range(channels):
@@ -283,7 +287,7 @@ class Backfill:
 
 
 async def telegram_backfill(
-    fake: FakeTelegram,
+    fake: FakeTelegram | TelegramClient,
     groups: Sequence[str],
     settings: Settings,
     *,
@@ -293,9 +297,10 @@ async def telegram_backfill(
     """Backfill `groups` of the fake world into Kafka the way `emitter backfill` does, and time it.
 
     The monitor is built by `emitter.app.create_monitor` so batch size, timeout and in-flight bound are the
-    production defaults; only the source is pointed at the fake world.
+    production defaults; only the source is pointed at the fake world: an in-process one, or a client of the
+    remote fake's (`bench.remote_fake`, over TCP).
     """
-    client = fake.client(**client_options())
+    client = fake.client(**client_options()) if isinstance(fake, FakeTelegram) else fake
     # Throughput of the emitter's own code, not of Telegram's limits: the gateway sends without pacing here
     # (the politeness scenario measures pacing against the fake's limits).
     source = TelegramSource(

@@ -6,8 +6,9 @@ It positions itself at the end of every partition, prints ``ready``, then reads 
 stamped records (text ``live <monotonic ns at post>``), the end marker (text ``END_TEXT``: a poster that cannot
 know its count in advance posts it last, in the group of its stamps, so that partition order puts it after
 them), or the deadline, and prints one JSON line:
-``{"stamps": [[posted_ns, seen_ns], ...]}``. A process of its own so that its fetching and decoding do not share the
-emitter's event loop; CLOCK_MONOTONIC is system-wide on Linux, so the stamps compare across processes.
+``{"stamps": [[posted_ns, seen_ns], ...], "cpu": seconds}`` (its own CPU time). A process of its own so that
+its fetching and decoding do not share the emitter's event loop; CLOCK_MONOTONIC is system-wide on Linux, so
+the stamps compare across processes.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> None:
     """Entry point: see the module docstring."""
     bootstrap, topic, expected, deadline = argv
     stamps = asyncio.run(probe(bootstrap, topic, int(expected), float(deadline)))
-    print(json.dumps({"stamps": stamps}), flush=True)
+    print(json.dumps({"stamps": stamps, "cpu": time.process_time()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -164,16 +164,28 @@ def write_results(
 
 
 MISSED = """
-- **Backfill throughput (>= 20,000 rec/s and >= 0.8 x raw aiokafka).** The whole path runs on one event
-  loop and is CPU-bound (process CPU / wall about 0.93): Telethon's parsing and `iter_messages`
-  post-processing, the in-process Telegram's own serialisation and the mapping are the largest parts (see
-  Hot path). The raw-aiokafka ceiling is a producer that does nothing else, so the ratio compares a whole
-  pipeline with one of its stages. Done so far: the sink sends per-partition batches (create_batch /
-  send_batch) instead of one send() per record (about 9,600 to about 12,100 rec/s); Avro encoding goes
-  through a writer generated from the schema, about a seventh of fastavro's cost (scenario 7); the mapping
-  caches marked ids and reuses a sender's record across its messages. Next: calling GetHistory directly
-  instead of `iter_messages`. To scale past one core, run several emitter instances with disjoint groups
-  (each has its own transactional id).
+- **Backfill throughput (>= 25,000 rec/s, and >= 0.5 x raw aiokafka `send()`).** With the fake Telegram in
+  its own process (over MTProto on TCP, as in production), the emitter's CPU per record is 146 us (raw
+  aiokafka `send()` 37 us, `send_batch()` 11 us), and the process is no longer CPU-bound (CPU / wall 0.53):
+  the walk (Telethon's `iter_messages`, and `telegram_history.history_pages` with the same pagination) asks
+  for a page only when the last one is consumed, so every page's round trip is wait time (three groups at
+  once reach 1.09 x one). Two steps left, both in the Telegram source (item 2
+  of issue 17): ask for the next history page through the gateway while the current one is mapped and
+  committed (one request ahead per group), and read pages with `messages.GetHistory` without Telethon's
+  custom `Message` objects, the largest part of the CPU per record besides MTProto. Done: cryptg (AES-IGE in
+  Rust) is a dependency, which took 70 us of CPU a record off (207 -> 137 us, 1,991 -> 5,522 rec/s in one
+  hour); the sink's per-partition batches, the generated Avro writer and the mapping caches before it. To
+  scale past one core, run several emitter instances with disjoint groups (each has its own transactional id).
+- **Live p99 at 2,000 msgs/s (<= 250 ms), idle and with a CPU hog.** With the fake Telegram in its own
+  process the emitter's process spends about 1,000 us of CPU per live record, of which a bare Telethon
+  client spends about 480 us just receiving the update over MTProto (decryption, parsing the `Updates` with
+  their users and chats, the update loop, event building): 2,000 msgs/s asks for about two cores of one
+  event loop, so the backlog grows for as long as the posts go on (sustained about 600/s; p99 in seconds,
+  with the hog worse). The batch timeout (20 ms), the transaction (p50 about 70 ms) and the consumer's fetch
+  (about 0) are not where it goes (per-stage rows). At 200 msgs/s p50 is 37 ms and p99 177 ms. Left: map the
+  raw update without Telethon's NewMessage event (with item 2's raw mapping), larger transactions at high
+  rates, and for one group at 2,000 msgs/s, Telethon's receiving off the emitter's loop or the groups spread
+  over several instances.
 - **Pages fetched again after a crash (<= 1).** Sources read ahead of the commit (`emitter.max_in_flight`
   events, whole pages) so that fetching overlaps committing; a crash loses the read-ahead, which is fetched
   again (never published twice: duplicates after the restart are 0). Bounding it to one page means one

@@ -204,6 +204,14 @@ class MTProtoListener:
             server.close()
             await server.wait_closed()
 
+    @property
+    def bound_port(self) -> int:
+        """The port actually listened on (the one chosen by the system when `port` was 0)."""
+        if self._server is None:
+            raise RuntimeError("the listener is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
     def key_for(self, key_id: int) -> AuthKey | None:
         """The auth key the world knows under `key_id` (logged in or dead: a dead key still decrypts)."""
         for key in (*self.world._authorized_keys, *self.world._dead_keys):
