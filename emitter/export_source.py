@@ -194,6 +194,8 @@ def parse_peer(value: object) -> tuple[int, PeerKind] | None:
 
     A bare number is a user id (older exports wrote user ids that way). Anything else is None.
     """
+    if value is None:  # most messages have no forward or reply peer
+        return None
     if isinstance(value, str):
         for prefix, kind in _PEER_PREFIXES:
             if value.startswith(prefix):

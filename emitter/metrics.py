@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from emitter.account_health import AccountState
 from emitter.protocols import Batch
-from emitter.records import EventType, utc_now
+from emitter.records import EventType, Source, utc_now
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -228,20 +228,21 @@ class Metrics:
     def observe_commit(self, batch: Batch, seconds: float) -> None:
         """Account one committed batch."""
         self.transaction_seconds.observe(seconds)
-        counts: dict[tuple[str, str, str], int] = {}
-        newest: dict[str, float] = {}
+        # Per event only what is cheap (ids and enum members as they are); labels are strings once per key.
+        counts: dict[tuple[int, EventType, Source], int] = {}
+        newest: dict[int, float] = {}
         for e in batch.events:
-            key = (str(e.group.id), e.event_type.value, e.source.value)
+            key = (e.group.id, e.event_type, e.source)
             counts[key] = counts.get(key, 0) + 1
             if e.event_type is EventType.NEW and e.date is not None:
                 newest[key[0]] = max(newest.get(key[0], 0.0), e.date.timestamp())
         committed_at = time.time()
-        for key, n in counts.items():
-            self.published.labels(*key).inc(n)
-            self._last_event[key[0]] = committed_at
+        for (gid, kind, source), n in counts.items():
+            self.published.labels(str(gid), kind.value, source.value).inc(n)
+            self._last_event[str(gid)] = committed_at
         now = utc_now().timestamp()
         for group, ts in newest.items():
-            self.lag.labels(group).set(max(0.0, now - ts))
+            self.lag.labels(str(group)).set(max(0.0, now - ts))
         for gid, cursor in batch.cursors.items():
             if cursor.cursor > -(2**62):
                 self.cursor.labels(str(gid)).set(cursor.cursor)
