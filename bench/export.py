@@ -67,7 +67,7 @@ class _Run:
     cpu_share: float
     load_seconds: float
     load_cpu_us: float
-    """Process CPU of the file load per record, µs (json.load and indexing)."""
+    """Process CPU of the file load per record, µs (reading, scanning and indexing the file)."""
     peak_rss: int
     raw: float
     raw_cpu_us: float
@@ -146,7 +146,7 @@ def _rows(runs: list[_Run], n: int) -> list[Row]:
         ),
         Row(
             NAME,
-            "of which the file load (json.load and index), wall / CPU per record",
+            "of which the file load (read, scan, index), wall / CPU per record",
             f"{m('load_seconds'):.2f} s / {fmt(m('load_cpu_us'), 1)} µs CPU/rec",
             "÷ the whole run's wall time",
             median(r.load_seconds * r.rate / r.records for r in runs),
