@@ -12,24 +12,17 @@ import asyncio
 import gc
 import re
 import subprocess
-import time
-from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bench.common import MB, Context, create_topic, delete_topics, log, median, read_values, run
 from bench.common import telegram_backfill as backfill
+from bench.raw_kafka import raw_aiokafka
 from bench.remote_fake import RemoteFake, aes_backend
 from bench.report import Row, fmt, kafka_classpath, verdict
-from emitter.codec import Encoder
-from emitter.kafka_sink import KafkaSink
-from emitter.settings import Settings
 
 NAME = "1 backfill"
 TARGET_RATE = 25_000
@@ -95,8 +88,8 @@ async def _one_run(ctx: Context, *, one: RemoteFake, many: RemoteFake, cp: str) 
     if len(values) != result.records:
         raise RuntimeError(f"read back {len(values)} records, the emitter published {result.records}")
     total_bytes = sum(len(v) for _, v in values)
-    raw_seconds, raw_cpu = await _raw_aiokafka(ctx, values, result.batch_sizes)
-    batched_seconds, batched_cpu = await _raw_aiokafka(ctx, values, result.batch_sizes, batched=True)
+    raw_seconds, raw_cpu = await raw_aiokafka(ctx, values, result.batch_sizes)
+    batched_seconds, batched_cpu = await raw_aiokafka(ctx, values, result.batch_sizes, batched=True)
     size = total_bytes / len(values)
     perf, perf_mbps = await _producer_performance(ctx, cp, len(values), round(size), settings.kafka.partitions)
     del values
@@ -122,71 +115,6 @@ async def _one_run(ctx: Context, *, one: RemoteFake, many: RemoteFake, cp: str) 
         three=three.rate,
         record_size=size,
     )
-
-
-async def _raw_aiokafka(
-    ctx: Context, values: list[tuple[bytes, bytes]], batch_sizes: list[int], *, batched: bool = False
-) -> tuple[float, float]:
-    """Wall and CPU seconds for a bare transactional producer to send `values` in transactions of `batch_sizes`.
-
-    `batched` uses aiokafka's batch API (`create_batch`/`send_batch`, one future per partition batch, the
-    partition computed once per key) instead of one `send()` per record: what the sink could do.
-    """
-    settings: Settings = ctx.fresh_settings()
-    sink = KafkaSink(settings.kafka, settings.emitter.instance)
-    # The sink's own producer factory: the ceiling uses exactly its settings (batch size, linger, acks,
-    # idempotence, transactional id), and follows them if they change. Topics are created by start().
-    await sink.start()
-    producer = sink._producer
-    assert producer is not None
-    topic = settings.kafka.topic
-    headers = [("content-type", Encoder().content_type.encode())]
-    send = _send_batched if batched else _send_each
-    started, cpu = time.perf_counter(), time.process_time()
-    try:
-        i = 0
-        for size in batch_sizes:
-            await producer.begin_transaction()
-            await asyncio.gather(*await send(producer, topic, values[i : i + size], headers))
-            await producer.commit_transaction()
-            i += size
-        return time.perf_counter() - started, time.process_time() - cpu
-    finally:
-        await sink.stop()
-
-
-async def _send_each(
-    producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes, bytes]], headers: list[tuple[str, bytes]]
-) -> list[asyncio.Future[Any]]:
-    """One `send()` per record, as KafkaSink does."""
-    return [await producer.send(topic, key=key, value=value, headers=headers) for key, value in records]
-
-
-async def _send_batched(
-    producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes, bytes]], headers: list[tuple[str, bytes]]
-) -> list[asyncio.Future[Any]]:
-    """Records grouped by partition into `BatchBuilder`s; one `send_batch()` per full builder."""
-    partitions = sorted(producer.client.cluster.partitions_for_topic(topic) or ())
-    if not partitions:
-        await producer.client.force_metadata_update()
-        partitions = sorted(producer.client.cluster.partitions_for_topic(topic) or ())
-    partitioner = DefaultPartitioner()
-    by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
-    chosen: dict[bytes, int] = {}
-    for key, value in records:
-        if key not in chosen:  # same partition as send() would pick: murmur2 of the key, once per key
-            chosen[key] = partitioner(key, partitions, partitions)
-        by_partition[chosen[key]].append((key, value))
-    futures = []
-    for partition, items in by_partition.items():
-        batch = producer.create_batch()
-        for key, value in items:
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None, headers=headers)
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
-    return futures
 
 
 async def _producer_performance(

@@ -35,6 +35,7 @@ SCENARIOS: Final = {
     "encode": "bench.encode",
     "politeness": "bench.politeness",
     "media": "bench.media",
+    "export": "bench.export",
 }
 """Scenario name (for --only) → module with `NAME` and `scenario(ctx) -> list[Row]`, in the table's order."""
 

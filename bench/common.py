@@ -24,7 +24,7 @@ from telethon import TelegramClient
 
 from emitter.app import create_monitor
 from emitter.kafka_sink import KafkaSink
-from emitter.protocols import Batch
+from emitter.protocols import Batch, MessageSource
 from emitter.settings import Settings, load_settings
 from emitter.telegram_client import client_options
 from emitter.telegram_gateway import RequestGateway
@@ -57,6 +57,7 @@ class Sizes:
     efficiency: int
     profile: int
     encode: int
+    export: int
 
 
 DEFAULT_SIZES: Final = Sizes(
@@ -70,6 +71,7 @@ DEFAULT_SIZES: Final = Sizes(
     efficiency=10_000,
     profile=100_000,
     encode=20_000,
+    export=1_000_000,
 )
 QUICK_SIZES: Final = Sizes(
     backfill=2_000,
@@ -82,6 +84,7 @@ QUICK_SIZES: Final = Sizes(
     efficiency=1_000,
     profile=2_000,
     encode=2_000,
+    export=5_000,
 )
 
 
@@ -306,6 +309,21 @@ async def telegram_backfill(
     source = TelegramSource(
         client, list(groups), follow=False, own_client=True, tracer=tracer, gateway=RequestGateway(paced=False)
     )
+    return await timed_backfill(source, settings, tracer=tracer, on_commit=on_commit)
+
+
+async def timed_backfill(
+    source: MessageSource,
+    settings: Settings,
+    *,
+    tracer: Tracer | None = None,
+    on_commit: Callable[[Batch], None] | None = None,
+) -> Backfill:
+    """Run `source` to its end through a monitor from `create_monitor` into a KafkaSink, timed.
+
+    From `Monitor.run()` (sink start and topic creation, producer init, cursor restore, source start) to the
+    end of the last commit.
+    """
     sink = KafkaSink(settings.kafka, settings.emitter.instance, tracer=tracer)
     monitor = create_monitor(settings, source, sink)
     sizes: list[int] = []

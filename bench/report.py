@@ -186,6 +186,12 @@ MISSED = """
   raw update without Telethon's NewMessage event (with item 2's raw mapping), larger transactions at high
   rates, and for one group at 2,000 msgs/s, Telethon's receiving off the emitter's loop or the groups spread
   over several instances.
+- **Export backfill (>= 60,000 rec/s).** One event loop does everything for every record: reading and
+  indexing the file, decoding each message's JSON, mapping it (`map_export_message`), encoding it, the
+  tracker, the sink and aiokafka's batches; together several times the 16 us a record that 60,000 rec/s
+  allows, against 5-7 us for raw aiokafka `send_batch()` alone. Mapping and encoding are pure and could run
+  in worker processes fed chunks of the file (in order per group, the loop still committing), but on a
+  2-core machine that also runs the broker there is no core to give them.
 - **Pages fetched again after a crash (<= 1).** Sources read ahead of the commit (`emitter.max_in_flight`
   events, whole pages) so that fetching overlaps committing; a crash loses the read-ahead, which is fetched
   again (never published twice: duplicates after the restart are 0). Bounding it to one page means one

@@ -42,7 +42,8 @@ def _merge(ranges: Iterable[tuple[int, int]]) -> Ranges:
 
 
 def _contains(ranges: Ranges, msg_id: int) -> bool:
-    return any(lo <= msg_id <= hi for lo, hi in ranges)
+    # Most cursors have no live range: asked once per event or more, that case must not build a generator.
+    return bool(ranges) and any(lo <= msg_id <= hi for lo, hi in ranges)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ tracker drops negative ids as duplicates (a "never walked" sentinel below every 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Final
+
+import msgspec
 
 from emitter.errors import ConfigError, SourceError
 from emitter.lifecycle import Service
@@ -114,6 +117,8 @@ _FILE_KEYS: Final = frozenset(
 
 def _as_int(value: object, lo: int = _LONG_MIN, hi: int = _LONG_MAX) -> int | None:
     """An integer from a JSON number or numeric string, if it fits [lo, hi]; else None."""
+    if type(value) is int:  # the usual case first (a bool is no exact int, so it takes the checks below)
+        return value if lo <= value <= hi else None
     if isinstance(value, bool):
         return None
     if isinstance(value, float) and value.is_integer():
@@ -176,6 +181,8 @@ def _extra_value(value: object) -> str | None:
 
 def utf16_len(text: str) -> int:
     """Length of `text` in UTF-16 code units, as Telegram counts entity offsets (astral chars count 2)."""
+    if text.isascii():  # one code unit per character, without encoding the text
+        return len(text)
     return len(text.encode("utf-16-le")) // 2
 
 
@@ -187,6 +194,8 @@ def parse_peer(value: object) -> tuple[int, PeerKind] | None:
 
     A bare number is a user id (older exports wrote user ids that way). Anything else is None.
     """
+    if value is None:  # most messages have no forward or reply peer
+        return None
     if isinstance(value, str):
         for prefix, kind in _PEER_PREFIXES:
             if value.startswith(prefix):
@@ -240,12 +249,23 @@ def _entity(part: Mapping[str, object], offset: int, length: int) -> Entity | No
     )
 
 
+def _may_format(text_entities: object) -> bool:
+    """Whether any part of `text_entities` has a kind other than plain (so it may be an entity)."""
+    if not isinstance(text_entities, list):
+        return False
+    return any(isinstance(p, dict) and p.get("type", "plain") != "plain" for p in text_entities)
+
+
 def map_text(text: object, text_entities: object) -> tuple[str, tuple[Entity, ...]]:
     """The plain text of a message and its entities, offsets and lengths in UTF-16 code units.
 
     `text_entities` is preferred (every export has it), unless its parts do not spell `text`: then the parts
     inside `text` itself are walked, so the offsets always index the text that is published.
     """
+    if isinstance(text, str) and not _may_format(text_entities):
+        # Most messages: a plain string, and no listed part that could make an entity. Whichever parts the
+        # general path below chose, it would find no entity in them.
+        return text, ()
     parts = _text_parts(text)
     plain = "".join(str(p["text"]) for p in parts)
     listed: list[Mapping[str, object]] = [
@@ -374,6 +394,18 @@ def map_media(raw: RawMessage) -> tuple[Media | None, frozenset[str]]:
 
 
 def _sender(peer: object, name: object) -> Sender | None:
+    if isinstance(peer, str) and (name is None or isinstance(name, str)):
+        return _known_sender(peer, name)  # a chat has few senders, each with many messages
+    return _new_sender(peer, name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_sender(peer: str, name: str | None) -> Sender | None:
+    """`_new_sender`, once per (peer, name): a `Sender` is immutable, so its messages can share one."""
+    return _new_sender(peer, name)
+
+
+def _new_sender(peer: object, name: object) -> Sender | None:
     parsed = parse_peer(peer)
     if parsed is None:
         return None
@@ -496,14 +528,31 @@ def map_export_message(raw: RawMessage, group: Group, ingest_time: datetime) -> 
 # --- reading the file -------------------------------------------------------------------------------------
 
 
+_Stored = RawMessage | msgspec.Raw
+"""A kept message: its JSON text (the fast read), or the object `json` made of it (the fallback)."""
+
+
 @dataclass(slots=True)
 class _Chat:
     """One exported chat: its usable messages sorted by id, with the ids alongside for bisecting."""
 
     group: Group
     ids: array[int] = field(default_factory=lambda: array("q"))
-    messages: list[RawMessage] = field(default_factory=list)
+    messages: list[_Stored] = field(default_factory=list)
     skipped: int = 0
+
+
+class _Key(msgspec.Struct):
+    """The two fields the index needs of a message; msgspec skips the rest without building it."""
+
+    id: object = None
+    date_unixtime: object = None
+
+
+_RAW_OBJECT: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_KEY: Final = msgspec.json.Decoder(_Key)
+_ANY: Final = msgspec.json.Decoder()
 
 
 def _chat_objects(doc: Mapping[str, object], path: Path) -> list[Mapping[str, object]]:
@@ -520,16 +569,40 @@ def _chat_objects(doc: Mapping[str, object], path: Path) -> list[Mapping[str, ob
     return chats
 
 
+def _stored_key(raw: object) -> tuple[int, datetime] | None:
+    """The id and time of a listed message (None when it is not an object, or has neither)."""
+    if isinstance(raw, msgspec.Raw):
+        try:
+            key = _KEY.decode(raw)
+        except msgspec.ValidationError:  # not an object
+            return None
+        return message_key({"id": key.id, "date_unixtime": key.date_unixtime})
+    return message_key(raw) if isinstance(raw, dict) else None
+
+
+def _stored_message(raw: _Stored) -> RawMessage:
+    """The message object of a kept message (its JSON decoded now, if the fast read kept only that)."""
+    if not isinstance(raw, msgspec.Raw):
+        return raw
+    try:
+        found: RawMessage = _ANY.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        # What msgspec refuses inside a message it could skip over (NaN, a lone surrogate, 1e400), `json`
+        # reads, as it does for the whole file on the fallback path.
+        found = json.loads(bytes(raw))
+    return found
+
+
 def _index(group: Group, messages: Iterable[object]) -> _Chat:
     """The chat's usable messages in ascending id order; the rest are counted as skipped."""
     chat = _Chat(group)
-    keyed: list[tuple[int, RawMessage]] = []
+    keyed: list[tuple[int, _Stored]] = []
     for raw in messages:
-        key = message_key(raw) if isinstance(raw, dict) else None
+        key = _stored_key(raw)
         if key is None:
             chat.skipped += 1
         else:
-            keyed.append((key[0], raw))  # type: ignore[arg-type]  # a dict from json.load: str keys
+            keyed.append((key[0], raw))  # type: ignore[arg-type]  # a Raw, or a dict from json: str keys
     if any(keyed[i][0] >= keyed[i + 1][0] for i in range(len(keyed) - 1)):
         keyed.sort(key=lambda pair: pair[0])  # stable: of duplicate ids the first in the file wins
     last: int | None = None
@@ -543,23 +616,64 @@ def _index(group: Group, messages: Iterable[object]) -> _Chat:
     return chat
 
 
-def _load_export(path: Path, only: Collection[int] | None = None) -> list[_Chat]:
-    """Read an export file and index the chats in `only` (all when None); raises ConfigError on bad input."""
-    file = path / "result.json" if path.is_dir() else path
+_ChatData = tuple[Mapping[str, object], Sequence[object]]
+"""A chat object's fields (without its messages) and its messages."""
+
+
+def _read_fast(data: bytes) -> list[_ChatData] | None:
+    """The chats of an export, each message kept as its JSON text; None for anything but a well-formed export.
+
+    A document of a million messages read whole by `json` becomes millions of objects the garbage collector
+    walks again and again while they are built and for as long as they are kept (most of the load's time,
+    and gigabytes). Kept as text (views into `data`), a message becomes objects only while its page is built.
+    Anything unusual (not UTF-8, not an object, odd shapes, what msgspec reads differently from `json`) is
+    left to `_read_json`, so both paths give the same chats, and the same errors.
+    """
     try:
-        with file.open("rb") as f:
-            doc = json.load(f)
-    except FileNotFoundError as e:
-        raise ConfigError(f"{file}: not found; expected a Telegram Desktop export (result.json or its folder)") from e
-    except OSError as e:
-        raise ConfigError(f"{file}: cannot read it ({e.strerror}); expected a Telegram Desktop result.json") from e
+        doc = _RAW_OBJECT.decode(data)
+        if "messages" in doc:
+            return [_chat_data(doc)]
+        chats = []
+        for section in ("chats", "left_chats"):
+            if section in doc:
+                listed = _RAW_OBJECT.decode(doc[section])
+                chats += [_chat_data(_RAW_OBJECT.decode(c)) for c in _RAW_LIST.decode(listed["list"])]
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+        return None
+    return chats or None
+
+
+def _chat_data(chat: Mapping[str, msgspec.Raw]) -> _ChatData:
+    fields = {key: _ANY.decode(value) for key, value in chat.items() if key != "messages"}
+    return fields, _RAW_LIST.decode(chat["messages"]) if "messages" in chat else []
+
+
+def _read_json(data: bytes, file: Path) -> list[_ChatData]:
+    """The chats of an export read whole with `json` (what any input that `_read_fast` declines gets)."""
+    try:
+        doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{file}: not JSON ({e}); expected a Telegram Desktop result.json") from e
     if not isinstance(doc, dict):
         raise ConfigError(f"{file}: expected a JSON object (a Telegram Desktop export), found {type(doc).__name__}")
+    return [(obj, _as_list(obj.get("messages"))) for obj in _chat_objects(doc, file)]
+
+
+def _load_export(path: Path, only: Collection[int] | None = None) -> list[_Chat]:
+    """Read an export file and index the chats in `only` (all when None); raises ConfigError on bad input."""
+    file = path / "result.json" if path.is_dir() else path
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError as e:
+        raise ConfigError(f"{file}: not found; expected a Telegram Desktop export (result.json or its folder)") from e
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot read it ({e.strerror}); expected a Telegram Desktop result.json") from e
+    chats = _read_fast(data)
+    if chats is None:
+        chats = _read_json(data, file)
     groups: dict[int, Group] = {}
     messages: dict[int, list[object]] = {}
-    for obj in _chat_objects(doc, file):
+    for obj, listed in chats:
         group = export_group(obj)
         if group is None:
             log.warning("export %s: a chat without a usable id was ignored (name %r)", file, obj.get("name"))
@@ -568,7 +682,7 @@ def _load_export(path: Path, only: Collection[int] | None = None) -> list[_Chat]
             continue
         # The same chat can be listed twice (chats and left_chats): its messages merge, duplicates drop.
         groups.setdefault(group.id, group)
-        messages.setdefault(group.id, []).extend(_as_list(obj.get("messages")))
+        messages.setdefault(group.id, []).extend(listed)
     return [_index(group, messages[group_id]) for group_id, group in groups.items()]
 
 
@@ -665,7 +779,7 @@ class ExportSource(Service):
             walked = chat.ids[i]
             if start.is_published(walked):
                 continue
-            event = map_export_message(chat.messages[i], group, now)
+            event = map_export_message(_stored_message(chat.messages[i]), group, now)
             if event is not None:  # always true: the index kept only messages with an id and a date
                 events.append(event)
             if len(events) == self.page_size:

@@ -283,19 +283,24 @@ class KafkaSink(Service):
         topic = self.settings.topic
         headers = [("content-type", self.encoder.content_type.encode()), *inject_headers()]
         by_topic: dict[str, list[_Record]] = {}
-        keys: dict[int, bytes] = {}
-        encode = self.encoder.encode
+        main: list[_Record] = []
+        encode, limit = self.encoder.encode, self._record_limit
+        keys: dict[int, bytes] = {}  # a batch holds few groups: each key is made once
         for event in batch.events:
-            group_id = event.group.id
-            key = keys.get(group_id)
+            gid = event.group.id
+            key = keys.get(gid)
             if key is None:
-                key = keys[group_id] = str(group_id).encode()
-            value, target, record_headers = encode(event), topic, headers
-            if len(value) > self._record_limit:
-                target, value, dlq_headers = self._oversized(event, len(value))
-                record_headers = headers + dlq_headers
-            by_topic.setdefault(target, []).append((key, value, record_headers))
-        return by_topic
+                key = keys[gid] = str(gid).encode()
+            value = encode(event)
+            if len(value) <= limit:
+                main.append((key, value, headers))
+                continue
+            target, value, dlq_headers = self._oversized(event, len(value))
+            if target == topic:
+                main.append((key, value, headers + dlq_headers))
+            else:
+                by_topic.setdefault(target, []).append((key, value, headers + dlq_headers))
+        return {topic: main, **by_topic} if main else by_topic
 
     async def _send_transaction(self, producer: AIOKafkaProducer, batch: Batch) -> set[int]:
         """Begin, send everything, commit; the partitions the records went to."""

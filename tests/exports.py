@@ -8,8 +8,10 @@ always a list, `date` in local time (here UTC+3) beside the authoritative `date_
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,11 +46,15 @@ def _plain(text: str) -> dict[str, str]:
 class _ChatWriter:
     """Builds one chat's messages; all randomness comes from one seeded `random.Random`."""
 
-    def __init__(self, chat_type: str, chat_id: int, seed: int, deleted_every: int) -> None:
+    def __init__(
+        self, chat_type: str, chat_id: int, seed: int, deleted_every: int, text: Callable[[int], str] | None = None
+    ) -> None:
         self.type = chat_type
         self.id = chat_id
         self.rng = random.Random(f"{seed}:{chat_id}")  # a str seed is hashed deterministically (sha512)
         self.deleted_every = deleted_every
+        self.text = text
+        """Plain text by message id (else 1 to 8 words of a small vocabulary)."""
         self.ts = _START
         self.messages: list[Message] = []
 
@@ -134,7 +140,10 @@ class _ChatWriter:
         if self.rng.random() < 0.3:
             self._rich_text(msg)
         else:
-            text = " ".join(self.rng.choices(_WORDS, k=self.rng.randint(1, 8)))
+            if self.text is not None:
+                text = self.text(msg_id)
+            else:
+                text = " ".join(self.rng.choices(_WORDS, k=self.rng.randint(1, 8)))
             msg["text"], msg["text_entities"] = text, [_plain(text)]
         roll = self.rng.random()
         if roll < 0.25:
@@ -214,4 +223,31 @@ def make_export(
             "chats": {"about": "This page lists all chats from this export.", "list": built},
         }
     out.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+    return out
+
+
+def write_large_export(path: Path, *, chat_id: int, n_messages: int, seed: int, text: Callable[[int], str]) -> Path:
+    """Write a single-supergroup export of `n_messages` without holding them all, and return `result.json`'s path.
+
+    The messages are `make_export`'s (rich text, media, polls, replies, forwards, edits, service messages),
+    with `text(id)` as the plain texts; the file is indented as Telegram Desktop writes it. It is written
+    under a temporary name and renamed, so an interrupted run never leaves a half file behind.
+    """
+    out = path if path.suffix == ".json" else path / "result.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = _ChatWriter("public_supergroup", chat_id, seed, 0, text)
+    partial = out.with_name(f".{out.name}.{os.getpid()}")
+    head = json.dumps({"name": f"Chat {chat_id}", "type": writer.type, "id": chat_id}, ensure_ascii=False, indent=1)
+    with partial.open("w", encoding="utf-8") as f:
+        f.write(head[:-2] + ',\n "messages": [')
+        msg_id = 0
+        for i in range(n_messages):
+            msg_id = writer._next_id(msg_id)
+            writer.add(msg_id)
+            body = json.dumps(writer.messages[-1], ensure_ascii=False, indent=1).replace("\n", "\n  ")
+            f.write(("\n  " if i == 0 else ",\n  ") + body)
+            if len(writer.messages) > 40:  # replies and pins look back at most 20 messages
+                del writer.messages[:20]
+        f.write("\n ]\n}\n")
+    partial.replace(out)
     return out

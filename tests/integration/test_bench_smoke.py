@@ -26,6 +26,7 @@ _SCENARIO_NAMES = {
     "7 encode",
     "8 Telegram politeness",
     "9 media backpressure",
+    "10 export backfill",
 }
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from emitter.codec import Encoder, decode
@@ -16,6 +17,9 @@ from emitter.cursor import NEVER_WALKED, GroupCursor
 from emitter.errors import ConfigError, SourceError
 from emitter.export_source import (
     ExportSource,
+    _load_export,
+    _read_fast,
+    _stored_message,
     export_group,
     map_export_message,
     map_text,
@@ -625,6 +629,51 @@ async def test_bad_export_raises_config_error_naming_the_path(
     assert str(tmp_path) in text
     assert message in text
     assert "\n" not in text
+
+
+_ODD_EXPORTS = {
+    "not-objects-and-duplicates": b'{"name":"x","type":"public_supergroup","id":5,"messages":[7,"s",null,'
+    b'{"id":2,"date_unixtime":"9"},{"id":1,"id":3,"date_unixtime":"8"},{"id":2,"date_unixtime":"1"}]}',
+    "what-msgspec-refuses-inside-a-message": b'{"name":"x","type":"public_supergroup","id":5,"messages":['
+    b'{"id":1,"date_unixtime":"9","text":"\\ud800","x":1e400},{"id":2,"date_unixtime":"9","y":NaN}]}',
+    "out-of-range-number-inside-a-message": b'{"id":5,"messages":[{"id":1,"date_unixtime":"9","x":1e400}]}',
+    "bom": b'\xef\xbb\xbf{"name":"x","type":"personal_chat","id":5,"messages":[{"id":1,"date_unixtime":"9"}]}',
+    "messages-not-a-list": b'{"name":"x","id":5,"messages":{"a":1},"chats":{"list":[{"id":6,"messages":[]}]}}',
+    "left-chats-only": b'{"left_chats":{"list":[{"id":6,"type":"private_group","messages":[{"id":1,'
+    b'"date_unixtime":"9"}]},5]}}',
+    "big-numbers": b'{"id":5,"messages":[{"id":123456789012345678901234567890,"date_unixtime":"9"},'
+    b'{"id":1.0,"date_unixtime":9}]}',
+}
+
+
+@pytest.mark.parametrize("content", list(_ODD_EXPORTS.values()), ids=list(_ODD_EXPORTS))
+def test_fast_read_and_json_read_give_the_same_chats(tmp_path: Path, content: bytes) -> None:
+    """Kept as JSON text or read whole by json, an export gives the same groups, ids, skips and messages."""
+    _write(tmp_path / "result.json", content)
+    fast = _load_export(tmp_path / "result.json")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("emitter.export_source._read_fast", lambda _data: None)
+        whole = _load_export(tmp_path / "result.json")
+    assert [(c.group, list(c.ids), c.skipped) for c in fast] == [(c.group, list(c.ids), c.skipped) for c in whole]
+    for a, b in zip(fast, whole, strict=True):
+        assert json.dumps([_stored_message(m) for m in a.messages]) == json.dumps(list(b.messages))
+
+
+@pytest.mark.parametrize("path", [SINGLE, FULL], ids=["single", "full-account"])
+def test_well_formed_exports_are_kept_as_json_text(path: Path) -> None:
+    """A well-formed export takes the fast read (messages kept as text), with what json would have read."""
+    chats = _read_fast(path.read_bytes())
+    assert chats is not None
+    kept = [m for _fields, messages in chats for m in messages]
+    assert kept
+    assert all(isinstance(m, msgspec.Raw) for m in kept)
+    assert [_stored_message(m) for m in kept] == _messages_of(path)
+
+
+def _messages_of(path: Path) -> list[Any]:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    chats = [doc] if "messages" in doc else doc["chats"]["list"] + doc["left_chats"]["list"]
+    return [m for chat in chats for m in chat["messages"]]
 
 
 def test_page_size_must_be_positive() -> None:
