@@ -23,9 +23,10 @@ is.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -96,7 +97,8 @@ async def history_pages(
     min_id: int = 0,
     offset_date: datetime | None = None,
     limit: int | None = None,
-) -> AsyncIterator[HistoryPage]:
+    until: datetime | None = None,
+) -> AsyncGenerator[HistoryPage, None]:
     """The history of `entity` above `min_id` (or from `offset_date`), ascending, one page per request.
 
     Args:
@@ -104,8 +106,11 @@ async def history_pages(
         entity: the chat; anything `client.get_input_entity` accepts.
         min_id: messages with ids above this one only.
         offset_date: without `min_id`, start at the first message sent at or after this date.
-        limit: ask for no more than this many messages in all (None: to the end). A caller that stops early
-            simply leaves the iteration; no request is made for what it did not ask for.
+        limit: ask for no more than this many messages in all (None: to the end).
+        until: the caller stops at the first message sent after this date: no page is asked for beyond it.
+
+    One request runs ahead: the next page is asked for when a page is handed out, so close the iteration
+    (`contextlib.aclosing`) when stopping early, which cancels it.
     """
     left = math.inf if limit is None else limit
     if left <= 0:
@@ -113,35 +118,44 @@ async def history_pages(
     peer = await client.get_input_entity(entity)
     offset_id = min_id + 1 if min_id > 0 else (0 if offset_date else 1)
     last_id = 0
-    while left > 0:
+
+    def ask(offset_id: int, offset_date: datetime | None, left: float) -> asyncio.Task[Any]:
         size = int(min(left, PAGE_LIMIT))
-        answer = await client(
-            _history_request(
-                peer=peer,
-                offset_id=offset_id,
-                offset_date=offset_date,
-                add_offset=-size,
-                limit=size,
-                max_id=0,
-                min_id=0,
-                hash=0,
-            )
-        )
-        messages = []
-        repeated = False
-        for message in reversed(answer.messages):
-            if isinstance(message, (_EMPTY, types.MessageEmpty)):
-                continue
-            if message.id <= last_id:
-                repeated = True
-                break
-            last_id = message.id
-            messages.append(message)
-        entities = {tl_utils.get_peer_id(x): x for x in itertools.chain(answer.users, answer.chats)}
-        if messages:
-            yield HistoryPage(messages, getattr(answer, "count", len(answer.messages)), entities)
-        # A whole-chat answer (`messages.messages`, not a slice) has nothing after it.
-        if repeated or not messages or isinstance(answer, types.messages.Messages):
-            return
-        left -= len(messages)
-        offset_id, offset_date = messages[-1].id + 1, messages[-1].date
+        request = _history_request(
+            peer=peer, offset_id=offset_id, offset_date=offset_date, add_offset=-size, limit=size, max_id=0,
+            min_id=0, hash=0,
+        )  # fmt: skip
+        # A task copies the caller's context, so the request keeps the group's gateway lane and priority.
+        return asyncio.ensure_future(client(request))
+
+    pending: asyncio.Task[Any] | None = ask(offset_id, offset_date, left)
+    try:
+        while pending is not None:
+            answer = await pending
+            pending = None
+            messages = []
+            repeated = False
+            for message in reversed(answer.messages):
+                if isinstance(message, (_EMPTY, types.MessageEmpty)):
+                    continue
+                if message.id <= last_id:
+                    repeated = True
+                    break
+                last_id = message.id
+                messages.append(message)
+            left -= len(messages)
+            # A whole-chat answer (`messages.messages`, not a slice) has nothing after it.
+            more = bool(messages) and not repeated and not isinstance(answer, types.messages.Messages) and left > 0
+            if more and (until is None or messages[-1].date <= until):
+                # The next page is asked for now, while the caller maps and commits this one: over a real
+                # connection its round trip would otherwise be the walk's idle time.
+                pending = ask(messages[-1].id + 1, messages[-1].date, left)
+            if messages:
+                entities = {tl_utils.get_peer_id(x): x for x in itertools.chain(answer.users, answer.chats)}
+                yield HistoryPage(messages, getattr(answer, "count", len(answer.messages)), entities)
+    finally:
+        if pending is not None:  # the caller stopped early (or failed): the page ahead is not wanted
+            pending.cancel()
+            await asyncio.wait({pending})
+            if not pending.cancelled():
+                pending.exception()  # retrieved: a failure of a page nobody wants is not worth a warning

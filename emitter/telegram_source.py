@@ -626,35 +626,38 @@ class TelegramSource(Service):
             # Ask Telegram for no more than may be read: a page fetched but not published would be read unpaid.
             remaining = allowance if remaining is None else min(remaining, allowance)
         client = await self._history_client() if source is Source.BACKFILL else self.client
-        pages = history_pages(client, state.entity, min_id=start, offset_date=offset_date, limit=remaining)
-        async for answer in pages:
-            self._check_fatal()
-            page.total = answer.total
-            ingest_time = self._clock()
-            for message in answer.messages:
-                if window.end_date is not None and message.date > window.end_date:
-                    remaining = 0
-                    break
-                event = map_message(
-                    message, state.group, source=source, ingest_time=ingest_time, entities=answer.entities
-                )
-                page.add(event, message.id)
-                spent = budgeted and self._spend_one(state.group.id)
-                moved = _migrated_to(message)
-                if moved is not None:
-                    yield page.take(moved_to=await self._group_of(moved))
-                    return
-                if spent:
-                    yield page.take()
-                    return
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining <= 0:
+        pages = history_pages(
+            client, state.entity, min_id=start, offset_date=offset_date, limit=remaining, until=window.end_date
+        )
+        async with contextlib.aclosing(pages):  # it asks one page ahead: stopping early cancels that request
+            async for answer in pages:
+                self._check_fatal()
+                page.total = answer.total
+                ingest_time = self._clock()
+                for message in answer.messages:
+                    if window.end_date is not None and message.date > window.end_date:
+                        remaining = 0
                         break
-                if len(page) >= PAGE_SIZE:
-                    yield page.take()
-            if remaining is not None and remaining <= 0:
-                break
+                    event = map_message(
+                        message, state.group, source=source, ingest_time=ingest_time, entities=answer.entities
+                    )
+                    page.add(event, message.id)
+                    spent = budgeted and self._spend_one(state.group.id)
+                    moved = _migrated_to(message)
+                    if moved is not None:
+                        yield page.take(moved_to=await self._group_of(moved))
+                        return
+                    if spent:
+                        yield page.take()
+                        return
+                    if remaining is not None:
+                        remaining -= 1
+                        if remaining <= 0:
+                            break
+                    if len(page) >= PAGE_SIZE:
+                        yield page.take()
+                if remaining is not None and remaining <= 0:
+                    break
         if len(page):
             yield page.take()
 

@@ -1,0 +1,72 @@
+"""History pages straight from getHistory: the real TelegramClient against the in-process Telegram."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from telethon import TelegramClient
+
+from emitter.telegram_client import client_options
+from emitter.telegram_history import history_pages
+from tests.faketelegram import FakeTelegram, wait_until
+
+
+@pytest.fixture
+def fake() -> FakeTelegram:
+    world = FakeTelegram(seed=3, rate_limits=None)
+    channel = world.add_channel("Walk", username="walk", megagroup=True)
+    world.post_many(channel, 450)
+    world.delete(channel, range(5, 450, 17), push=False)
+    return world
+
+
+@pytest.fixture
+async def client(fake: FakeTelegram) -> AsyncIterator[TelegramClient]:
+    tg = fake.client(**client_options())
+    await tg.connect()
+    yield tg
+    await tg.disconnect()
+
+
+async def test_a_walk_returns_every_id_once_ascending_and_asks_the_next_page_ahead(
+    fake: FakeTelegram, client: TelegramClient
+) -> None:
+    """Every id above min_id once, in order; the next page is already asked for while a page is handed out."""
+    entity = await client.get_entity("@walk")
+    peer = fake.peer_id(entity)
+    expected = [i for i in fake.message_ids(peer) if i > 40]
+    fake.history_calls.clear()
+    seen: list[int] = []
+    async with contextlib.aclosing(history_pages(client, entity, min_id=40)) as pages:
+        async for page in pages:
+            seen += [m.id for m in page.messages]
+            if len(seen) == 100:  # the caller still holds the first page: the second is on its way already
+                await wait_until(lambda: len(fake.history_calls) >= 2, within=5)
+    assert seen == expected
+    assert fake.history_calls[0].offset_id == 41
+
+
+async def test_a_walk_with_an_end_date_asks_for_nothing_beyond_it(fake: FakeTelegram, client: TelegramClient) -> None:
+    """The page that passes `until` is the last one asked for (a window's walk reads no more than it needs)."""
+    entity = await client.get_entity("@walk")
+    ids = fake.message_ids(fake.peer_id(entity))
+    until = (await client.get_messages(entity, ids=ids[150])).date
+    fake.history_calls.clear()
+    async with contextlib.aclosing(history_pages(client, entity, until=until)) as pages:
+        pages_seen = [page async for page in pages]
+    assert len(fake.history_calls) == 2 == len(pages_seen)
+
+
+async def test_stopping_early_cancels_the_page_asked_ahead(fake: FakeTelegram, client: TelegramClient) -> None:
+    """Leaving after the first page: the request ahead is cancelled, and no further one is made."""
+    entity = await client.get_entity("@walk")
+    fake.history_calls.clear()
+    async with contextlib.aclosing(history_pages(client, entity)) as pages:
+        async for _page in pages:
+            break
+    assert len(fake.history_calls) <= 2
+    calls = len(fake.history_calls)
+    await client.get_messages(entity, limit=1)  # a round trip: anything still queued would have arrived
+    assert len(fake.history_calls) == calls + 1
