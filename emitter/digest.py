@@ -120,7 +120,11 @@ class Digest:
         if not ordered:  # an id below the newest one joined (a sweep's hole, a by-id fetch): sort again
             entries = dict(sorted(entries.items()))
         if len(entries) > limit:
-            entries = dict(itertools.islice(entries.items(), len(entries) - limit, None)) if limit > 0 else {}
+            if limit <= 0:
+                entries = {}
+            else:  # the oldest ids are the first ones: drop them in place rather than copy the rest again
+                for msg_id in list(itertools.islice(entries, len(entries) - limit)):
+                    del entries[msg_id]
         return Digest._sorted(entries)
 
     def to_text(self) -> str:
