@@ -325,7 +325,15 @@ class EmitterSettings(_Section):
     )
     data_dir: Path = Field(default=Path("data"), description="File sink output and embedded state.")
     export_path: Path | None = Field(default=None, description="Telegram Desktop export: result.json or its folder.")
-    batch_size: int = Field(default=500, gt=0, le=100000, description="Most records in one transaction.")
+    batch_size: int = Field(
+        default=500,
+        gt=0,
+        le=100000,
+        description=(
+            "Records at which a transaction starts without waiting for batch_timeout_ms; what arrives while "
+            "one commits joins the next, so a transaction can hold up to max_in_flight."
+        ),
+    )
     batch_timeout_ms: int = Field(
         default=200, gt=0, le=600000, description="Longest wait before a partial batch commits."
     )
