@@ -752,7 +752,6 @@ _FIELDS: Final = (
     "fwd_from",
     "replies",
     "reactions",
-    "action",
     "date",
     "edit_date",
     "message",
@@ -764,19 +763,42 @@ _FIELDS: Final = (
     "post_author",
     "via_bot_id",
     "pinned",
+    "action",
 )
-"""The TL fields of a message `_map` reads, in the order `_fields` returns them."""
-_read_fields: Final = operator.attrgetter(*_FIELDS)
+"""The TL fields of a message `_map` reads, in the order `_fields` returns them. `action` comes last: a plain
+`Message` as Telethon generated it (what history pages hold) has every field but that one."""
+_read_all: Final = operator.attrgetter(*_FIELDS)
+_read_all_but_action: Final = operator.attrgetter(*_FIELDS[:-1])
+_NO_ACTION: Final = (None,)
+
+
+def _each_field(message: TLObject) -> tuple[Any, ...]:
+    return tuple(getattr(message, name, None) for name in _FIELDS)
+
+
+def _but_action(message: TLObject) -> tuple[Any, ...]:
+    fields: tuple[Any, ...] = _read_all_but_action(message) + _NO_ACTION
+    return fields
+
+
+_READERS: dict[type, Callable[[TLObject], tuple[Any, ...]]] = {}
+"""How to read `_FIELDS` from a message class, found on its first message."""
 
 
 def _fields(message: TLObject) -> tuple[Any, ...]:
     """The `_FIELDS` of a message; None for any it lacks."""
+    # One C call for the fields: Telethon's custom Message and MessageService have all twenty, its generated
+    # Message (history pages) all but `action`; anything else is read field by field.
+    cls = type(message)
+    read = _READERS.get(cls)
+    if read is None:
+        present = [hasattr(message, name) for name in _FIELDS]
+        read = _read_all if all(present) else _but_action if all(present[:-1]) else _each_field
+        _READERS[cls] = read
     try:
-        # One C call for the twenty fields every Telethon Message and MessageService has.
-        fields: tuple[Any, ...] = _read_fields(message)
-    except AttributeError:  # MessageEmpty, or an object built some other way: field by field
-        return tuple(getattr(message, name, None) for name in _FIELDS)
-    return fields
+        return read(message)
+    except AttributeError:  # an object of a known class that lacks a field its first one had
+        return _each_field(message)
 
 
 def _map(
@@ -801,7 +823,6 @@ def _map(
         fwd,
         replies,
         reactions,
-        action,
         date,
         edit_date,
         text,
@@ -813,6 +834,7 @@ def _map(
         post_author,
         via_bot_id,
         pinned,
+        action,
     ) = _fields(message)
     message_id = _int64(raw_id)
     if message_id is None:

@@ -29,6 +29,7 @@ from emitter.records import (
     Sender,
     Source,
 )
+from emitter.telegram_history import _read_raw_messages
 from emitter.telegram_mapping import (
     ACTION_TEXT_MAX,
     EXTRA_VALUE_MAX,
@@ -446,6 +447,19 @@ def test_media(media: Any, expected: Media | None, extra: dict[str, str]) -> Non
 def test_media_after_wire_roundtrip(media: Any, expected: Media | None, extra: dict[str, str]) -> None:
     """Media parsed from Telegram's binary form maps exactly like the object it was serialised from."""
     assert mapped(wire(msg(media=media))).media == expected
+
+
+@pytest.mark.parametrize(("media", "expected", "extra"), [c[1:] for c in MEDIA_CASES], ids=[c[0] for c in MEDIA_CASES])
+def test_a_history_page_message_maps_like_telethons_custom_message(media: Any, expected: Media, extra: Any) -> None:
+    """History pages hold Telethon's generated TL classes (no `action` on a Message, no text on a service
+    message): each maps to the very event its custom counterpart gives."""
+    for sample in (
+        msg(message="caption", media=media, views=7, forwards=2, pinned=True),
+        service(tl.MessageActionPinMessage(), reply_to=tl.MessageReplyHeader(reply_to_msg_id=1)),
+    ):
+        generated = _read_raw_messages(BinaryReader(bytes(sample)))
+        assert type(generated).__module__ == "telethon.tl.types"
+        assert mapped(generated) == mapped(wire(sample))
 
 
 # (case id, action, expected Action with actor ACTOR)
