@@ -222,7 +222,8 @@ def _notes(ctx: Context, runs: list[_Run], n: int, k: int) -> None:
         f"Fake Telegram with {n:,} messages in one supergroup (texts of 3 to 40 words, about 130 characters) in a "
         "process of its own (`python -m bench.remote_fake backfill 1 N bench`), served over MTProto 2.0 on TCP to "
         f"the emitter's real TelegramClient with production options (Telethon's AES backend: {aes_backend()}); "
-        "Telethon's own `iter_messages(reverse=True)` pagination; TelegramSource(follow=False) → Monitor built by "
+        "the emitter's own getHistory walk (`emitter.telegram_history`, one page asked ahead); "
+        "TelegramSource(follow=False) → Monitor built by "
         "`emitter.app.create_monitor` (production batch size, timeout, in-flight bound) → KafkaSink → the local "
         "broker, fresh uuid topics (3 partitions) per measurement.",
     )

@@ -165,27 +165,26 @@ def write_results(
 
 MISSED = """
 - **Backfill throughput (>= 25,000 rec/s, and >= 0.5 x raw aiokafka `send()`).** With the fake Telegram in
-  its own process (over MTProto on TCP, as in production), the emitter's CPU per record is 146 us (raw
-  aiokafka `send()` 37 us, `send_batch()` 11 us), and the process is no longer CPU-bound (CPU / wall 0.53):
-  the walk (Telethon's `iter_messages`, and `telegram_history.history_pages` with the same pagination) asks
-  for a page only when the last one is consumed, so every page's round trip is wait time (three groups at
-  once reach 1.09 x one). Two steps left, both in the Telegram source (item 2
-  of issue 17): ask for the next history page through the gateway while the current one is mapped and
-  committed (one request ahead per group), and read pages with `messages.GetHistory` without Telethon's
-  custom `Message` objects, the largest part of the CPU per record besides MTProto. Done: cryptg (AES-IGE in
-  Rust) is a dependency, which took 70 us of CPU a record off (207 -> 137 us, 1,991 -> 5,522 rec/s in one
-  hour); the sink's per-partition batches, the generated Avro writer and the mapping caches before it. To
-  scale past one core, run several emitter instances with disjoint groups (each has its own transactional id).
-- **Live p99 at 2,000 msgs/s (<= 250 ms), idle and with a CPU hog.** With the fake Telegram in its own
-  process the emitter's process spends about 1,000 us of CPU per live record, of which a bare Telethon
-  client spends about 480 us just receiving the update over MTProto (decryption, parsing the `Updates` with
-  their users and chats, the update loop, event building): 2,000 msgs/s asks for about two cores of one
-  event loop, so the backlog grows for as long as the posts go on (sustained about 600/s; p99 in seconds,
-  with the hog worse). The batch timeout (20 ms), the transaction (p50 about 70 ms) and the consumer's fetch
-  (about 0) are not where it goes (per-stage rows). At 200 msgs/s p50 is 37 ms and p99 177 ms. Left: map the
-  raw update without Telethon's NewMessage event (with item 2's raw mapping), larger transactions at high
-  rates, and for one group at 2,000 msgs/s, Telethon's receiving off the emitter's loop or the groups spread
-  over several instances.
+  its own process (over MTProto on TCP, as in production): 9,420 rec/s and 86 us of CPU per record, against
+  raw aiokafka `send()` at 35 us (ratio of rates 0.34, of CPU 0.41), CPU / wall 0.82. This stretch took the
+  emitter from 138 to 86 us a record on the same harness (see 1 backfill): getHistory sent by the walk itself,
+  its answers parsed into Telethon's generated TL classes, cheaper event construction and field reads, the
+  collector tuned while a monitor runs, one page asked ahead. What is left is mostly not ours to cut on one
+  core: Telethon's parsing of each page (24% of the profile), the mapping (18%), the generated Avro writer
+  (8%, about 8 us a record on this CPU, where raw `send()` costs 35 us), the tracker (6%) and aiokafka. The
+  25,000 rec/s figure is 40 us a record here, less than Telethon's parsing plus raw `send()` on this CPU;
+  the issue's machine ran raw `send()` at 14-18 us. To scale past one core, run several emitter instances
+  with disjoint groups (each has its own transactional id): three groups in one process already reach
+  1.25 x one, because the walks wait on Telegram in parallel.
+- **Live p99 at 2,000 msgs/s (<= 250 ms), idle and with a CPU hog: blocked on this machine.** A bare
+  Telethon client with nothing but a Raw handler spends 471 us of CPU per update received over MTProto
+  (decryption, parsing the `Updates` with their users and chats, the session's entity rows, the update loop):
+  2,000 msgs/s of one group is 0.94 of a core before the emitter does anything, so the backlog grows while
+  the posts go on. The emitter's process spends 792 us a live record (1,022 before a channel's messages were
+  mapped from the raw update), sustains 1,136 msgs/s, and p99 is 13 s (22 s with the hog). The batch timeout
+  (20 ms), the transaction (p50 34 ms) and the consumer's fetch (about 0) are not where it goes (per-stage
+  rows). At 200 msgs/s p50 is 31 ms and p99 70 ms. For one group at 2,000 msgs/s, Telethon's receiving would
+  have to leave the emitter's loop (a process of its own per account), or the CPU be about twice this one.
 - **Export backfill (>= 60,000 rec/s).** One event loop does everything for every record: reading and
   indexing the file, decoding each message's JSON, mapping it (`map_export_message`), encoding it, the
   tracker, the sink and aiokafka's batches; together several times the 16 us a record that 60,000 rec/s

@@ -49,8 +49,9 @@ def scenario(ctx: Context) -> list[Row]:
     crash = _crash(ctx, n)
     ctx.note(
         NAME,
-        f"Backfill of one supergroup with {n:,} messages through Telethon's `iter_messages(reverse=True)` "
-        f"(pages of {PAGE}); requests counted by the fake. Telethon ends every ascending walk with one request "
+        f"Backfill of one supergroup with {n:,} messages through the emitter's ascending getHistory walk "
+        f"(pages of {PAGE}); requests counted by the fake. The walk, like Telethon's `iter_messages`, ends with "
+        "one request "
         "that returns nothing (it stops only on an empty page); that request is in the per-1,000 figure and "
         f"also shown alone. Target: {TARGET_PER_1000:g} per 1,000 plus that one per walk.",
     )
