@@ -8,14 +8,25 @@ from collections.abc import AsyncIterator
 import pytest
 from telethon import TelegramClient
 
+from emitter.clock import ScaledClock
 from emitter.telegram_client import client_options
+from emitter.telegram_gateway import RequestGateway
 from emitter.telegram_history import history_pages
 from tests.faketelegram import FakeTelegram, wait_until
 
+FAST = 2000
+"""Simulated seconds per real second: Telegram's own FloodWaits pass without the test waiting them out."""
+
 
 @pytest.fixture
-def fake() -> FakeTelegram:
-    world = FakeTelegram(seed=3, rate_limits=None)
+def clock() -> ScaledClock:
+    return ScaledClock(FAST)
+
+
+@pytest.fixture
+def fake(clock: ScaledClock) -> FakeTelegram:
+    # Telegram's own rate limits stay on, and the client goes through the production request gateway.
+    world = FakeTelegram(seed=3, monotonic=clock.monotonic)
     channel = world.add_channel("Walk", username="walk", megagroup=True)
     world.post_many(channel, 450)
     world.delete(channel, range(5, 450, 17), push=False)
@@ -23,11 +34,14 @@ def fake() -> FakeTelegram:
 
 
 @pytest.fixture
-async def client(fake: FakeTelegram) -> AsyncIterator[TelegramClient]:
+async def client(fake: FakeTelegram, clock: ScaledClock) -> AsyncIterator[TelegramClient]:
     tg = fake.client(**client_options())
+    gateway = RequestGateway(clock=clock)
+    gateway.attach(tg)
     await tg.connect()
     yield tg
     await tg.disconnect()
+    gateway.detach()
 
 
 async def test_a_walk_returns_every_id_once_ascending_and_asks_the_next_page_ahead(
@@ -70,3 +84,20 @@ async def test_stopping_early_cancels_the_page_asked_ahead(fake: FakeTelegram, c
     calls = len(fake.history_calls)
     await client.get_messages(entity, limit=1)  # a round trip: anything still queued would have arrived
     assert len(fake.history_calls) == calls + 1
+
+
+async def test_a_flood_wait_on_the_page_asked_ahead_is_waited_out_and_loses_no_page(
+    fake: FakeTelegram, client: TelegramClient
+) -> None:
+    """Telegram answers the request that runs ahead with FLOOD_WAIT: the gateway holds it for the wait and
+    asks again, and the walk still hands out every id once, in order, with the page after the wait."""
+    entity = await client.get_entity("@walk")
+    expected = fake.message_ids(fake.peer_id(entity))
+    flood = fake.faults.flood_wait("messages.GetHistory", 30, when=lambda r: r.offset_id > 1)
+    fake.history_calls.clear()
+    async with contextlib.aclosing(history_pages(client, entity)) as pages:
+        seen = [m.id async for page in pages for m in page.messages]
+    assert flood.hits == 1
+    assert seen == expected
+    second_page = next(c for c in fake.history_calls if c.offset_id > 1)
+    assert second_page.offset_id == expected[99] + 1  # asked again from where the walk stood, not skipped
