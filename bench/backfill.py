@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bench.common import MB, Context, create_topic, delete_topics, log, median, read_values, run
+from bench.common import MB, Context, create_topic, delete_topics, log, median, run
 from bench.common import telegram_backfill as backfill
-from bench.raw_kafka import raw_aiokafka
+from bench.raw_kafka import read_back_with_ceilings
 from bench.remote_fake import RemoteFake, aes_backend
 from bench.report import Row, fmt, kafka_classpath, verdict
 
@@ -83,16 +83,10 @@ async def _one_run(ctx: Context, *, one: RemoteFake, many: RemoteFake, cp: str) 
     before = await one.call("counters")
     result = await backfill(await one.client(), one.groups, settings)
     fake_cpu = (await one.call("counters"))["cpu"] - before["cpu"]
-    # The values are read back after the timed part: holding the events meanwhile would slow the emitter's GC.
-    values = await read_values(ctx.bootstrap, settings.kafka.topic)
-    if len(values) != result.records:
-        raise RuntimeError(f"read back {len(values)} records, the emitter published {result.records}")
-    total_bytes = sum(len(v) for _, v in values)
-    raw_seconds, raw_cpu = await raw_aiokafka(ctx, values, result.batch_sizes)
-    batched_seconds, batched_cpu = await raw_aiokafka(ctx, values, result.batch_sizes, batched=True)
-    size = total_bytes / len(values)
-    perf, perf_mbps = await _producer_performance(ctx, cp, len(values), round(size), settings.kafka.partitions)
-    del values
+    raw = await read_back_with_ceilings(ctx, settings.kafka.topic, result.records, result.batch_sizes)
+    total_bytes = raw.total_bytes
+    size = total_bytes / result.records
+    perf, perf_mbps = await _producer_performance(ctx, cp, result.records, round(size), settings.kafka.partitions)
     traced, spans = await _traced(ctx, one)
     three = await backfill(await many.client(), many.groups, ctx.fresh_settings())
     await delete_topics(ctx.bootstrap, ctx.topics)
@@ -103,11 +97,11 @@ async def _one_run(ctx: Context, *, one: RemoteFake, many: RemoteFake, cp: str) 
         cpu_share=result.cpu_seconds / result.seconds,
         cpu_us=result.cpu_seconds / result.records * 1e6,
         fake_cpu_us=fake_cpu / result.records * 1e6,
-        raw_cpu_us=raw_cpu / result.records * 1e6,
-        batched_cpu_us=batched_cpu / result.records * 1e6,
-        raw=result.records / raw_seconds,
-        raw_mbps=total_bytes / raw_seconds / MB,
-        batched=result.records / batched_seconds,
+        raw_cpu_us=raw.send_cpu / result.records * 1e6,
+        batched_cpu_us=raw.batched_cpu / result.records * 1e6,
+        raw=result.records / raw.send_seconds,
+        raw_mbps=total_bytes / raw.send_seconds / MB,
+        batched=result.records / raw.batched_seconds,
         perf=perf,
         perf_mbps=perf_mbps,
         traced=traced,

@@ -27,12 +27,11 @@ from bench.common import (
     log,
     median,
     message_text,
-    read_values,
     rss_bytes,
     run,
     timed_backfill,
 )
-from bench.raw_kafka import raw_aiokafka
+from bench.raw_kafka import read_back_with_ceilings
 from bench.report import Row, fmt, verdict
 from emitter.export_source import ExportSource
 from tests.exports import write_large_export
@@ -106,13 +105,8 @@ async def _one_run(ctx: Context, path: Path) -> _Run:
     base = rss_bytes()
     with RssSampler(0.2) as rss:
         result = await timed_backfill(source, settings)
-    values = await read_values(ctx.bootstrap, settings.kafka.topic)
-    if len(values) != result.records:
-        raise RuntimeError(f"read back {len(values)} records, the emitter published {result.records}")
-    total_bytes = sum(len(v) for _, v in values)
-    raw_seconds, raw_cpu = await raw_aiokafka(ctx, values, result.batch_sizes)
-    batched_seconds, batched_cpu = await raw_aiokafka(ctx, values, result.batch_sizes, batched=True)
-    del values
+    raw = await read_back_with_ceilings(ctx, settings.kafka.topic, result.records, result.batch_sizes)
+    total_bytes = raw.total_bytes
     return _Run(
         records=result.records,
         rate=result.rate,
@@ -122,10 +116,10 @@ async def _one_run(ctx: Context, path: Path) -> _Run:
         load_seconds=source.load_seconds,
         load_cpu_us=source.load_cpu / result.records * 1e6,
         peak_rss=rss.peak - base,
-        raw=result.records / raw_seconds,
-        raw_cpu_us=raw_cpu / result.records * 1e6,
-        batched=result.records / batched_seconds,
-        batched_cpu_us=batched_cpu / result.records * 1e6,
+        raw=result.records / raw.send_seconds,
+        raw_cpu_us=raw.send_cpu / result.records * 1e6,
+        batched=result.records / raw.batched_seconds,
+        batched_cpu_us=raw.batched_cpu / result.records * 1e6,
         transactions=len(result.batch_sizes),
     )
 

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +27,7 @@ from typing import Any, Final
 from telethon import TelegramClient, events, types
 
 from bench.common import Context, log, median, run
-from bench.probe import FETCH_MAX_WAIT_MS, STAMP_PREFIX
+from bench.probe import FETCH_MAX_WAIT_MS, STAMP_PREFIX, start_probe
 from bench.remote_fake import RemoteFake, aes_backend
 from bench.report import Row, fmt, verdict
 from emitter.app import create_monitor
@@ -338,15 +337,7 @@ async def _bare_window(rate: int, seconds: float) -> _Bare:
 
 async def _probe(ctx: Context, topic: str, expected: int, seconds: float) -> asyncio.subprocess.Process:
     """Start the probe and wait until it reads from the end of the topic."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.probe", ctx.bootstrap, topic, str(expected), str(seconds + 30),
-        stdout=subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    ready = await asyncio.wait_for(proc.stdout.readline(), 60)
-    if ready.strip() != b"ready":
-        raise RuntimeError(f"the probe did not start: {ready!r}")
-    return proc
+    return await start_probe(ctx.bootstrap, topic, expected, seconds + 30)
 
 
 def _sched(pid: int) -> tuple[float, float]:

@@ -15,7 +15,6 @@ import json
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -26,7 +25,7 @@ from typing import Any, Final
 from telethon import types
 
 from bench.common import MB, ROOT, Context, log, median, run
-from bench.probe import END_TEXT, stamp_text
+from bench.probe import END_TEXT, stamp_text, start_probe
 from bench.report import Row, fmt, verdict
 from emitter.app import create_monitor
 from emitter.clock import ScaledClock
@@ -263,14 +262,7 @@ async def _window(ctx: Context, shape: _Shape) -> _Run:
         await wait_until(lambda: monitor.stats.published >= 10 or task.done(), within=120)
         if task.done():
             task.result()  # surfaces why the emitter stopped
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.probe", ctx.bootstrap, settings.kafka.topic, str(10**9), str(DEADLINE),
-            stdout=subprocess.PIPE,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        ready = await asyncio.wait_for(proc.stdout.readline(), 60)
-        if ready.strip() != b"ready":
-            raise RuntimeError(f"the probe did not start: {ready!r}")
+        proc = await start_probe(ctx.bootstrap, settings.kafka.topic, 10**9, DEADLINE)
         burst_at, posted = await _post(fake, chat, videos_group, files=files, shape=shape, commits=commits, task=task)
         out, _ = await asyncio.wait_for(proc.communicate(), DEADLINE + 60)
     finally:

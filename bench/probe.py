@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import time
 from typing import Final
@@ -29,6 +30,23 @@ END_TEXT: Final = "end of the stamps"
 """A record with this text ends the read (after the stamps of its partition, which come before it)."""
 FETCH_MAX_WAIT_MS: Final = 20
 """How long the broker may hold an empty fetch. Small, so the probe adds little to what it measures."""
+
+
+async def start_probe(bootstrap: str, topic: str, expected: int, deadline: float) -> asyncio.subprocess.Process:
+    """Start the probe in its own process and wait until it reads from the end of the topic.
+
+    Its JSON line comes on the process's stdout (`communicate()`) once it has seen `expected` stamps, the end
+    marker, or `deadline` seconds have passed.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.probe", bootstrap, topic, str(expected), str(deadline),
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    ready = await asyncio.wait_for(proc.stdout.readline(), 60)
+    if ready.strip() != b"ready":
+        raise RuntimeError(f"the probe did not start: {ready!r}")
+    return proc
 
 
 def stamp_text(now_ns: int) -> str:

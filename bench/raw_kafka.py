@@ -8,15 +8,42 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from bench.common import Context
+from bench.common import Context, read_values
 from emitter.codec import Encoder
 from emitter.kafka_sink import KafkaSink
 from emitter.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Ceilings:
+    """The two bare producers' times for sending the values the emitter published."""
+
+    total_bytes: int
+    """Of the values read back."""
+    send_seconds: float
+    send_cpu: float
+    batched_seconds: float
+    batched_cpu: float
+
+
+async def read_back_with_ceilings(ctx: Context, topic: str, records: int, batch_sizes: list[int]) -> Ceilings:
+    """Read back the `records` the emitter published to `topic` and time both bare producers on them.
+
+    Read after the emitter's timed part: holding the events meanwhile would slow the emitter's GC. The values
+    are not kept: the callers run more after this, and a million of them would weigh on it.
+    """
+    values = await read_values(ctx.bootstrap, topic)
+    if len(values) != records:
+        raise RuntimeError(f"read back {len(values)} records, the emitter published {records}")
+    send_seconds, send_cpu = await raw_aiokafka(ctx, values, batch_sizes)
+    batched_seconds, batched_cpu = await raw_aiokafka(ctx, values, batch_sizes, batched=True)
+    return Ceilings(sum(len(v) for _, v in values), send_seconds, send_cpu, batched_seconds, batched_cpu)
 
 
 async def raw_aiokafka(
