@@ -311,6 +311,16 @@ def _sender(
     """
     cached = getattr(message, "_sender", None)
     ident = _peer(from_id) if from_id is not None else None
+    if cached is None and entities and ident is not None:
+        # A raw page's message with a from_id: its Sender depends on that id and the answer's entity only, so
+        # the page's messages from one sender share one (a page has a few senders and a hundred messages).
+        memo = _page_senders[0]
+        if memo[0] is not entities:
+            memo = _page_senders[0] = (entities, {})
+        sender = memo[1].get(ident)
+        if sender is None:
+            sender = memo[1][ident] = _sender_of(entities.get(ident[0]), ident)
+        return sender
     if cached is None and entities:
         private = not post and not getattr(message, "out", None) and type(peer_id).__name__ == "PeerUser"
         key = ident if ident is not None else (_peer(peer_id) if post or private else None)
@@ -323,9 +333,18 @@ def _sender(
             ident = _peer(peer_id)
     if ident is None:
         return None
+    return _sender_of(cached, ident)
+
+
+def _sender_of(cached: TLObject | None, ident: tuple[int, PeerKind]) -> Sender:
+    """The Sender `ident`, named from `cached` when that entity is the one `ident` names."""
     if cached is None or _entity_ident(cached) != ident:
         return Sender(id=ident[0], kind=ident[1])
     return _named_sender(cached, ident)
+
+
+_page_senders: list[tuple[Mapping[int, TLObject] | None, dict[tuple[int, PeerKind], Sender]]] = [(None, {})]
+"""The senders made for the last page's entities (the mapping itself), by marked id and kind."""
 
 
 _last_sender: list[tuple[TLObject, tuple[int, PeerKind] | None, tuple[object, ...], Sender | None]] = [

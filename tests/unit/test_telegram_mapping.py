@@ -1310,3 +1310,16 @@ def test_any_well_formed_message_maps_and_encodes(message: Any) -> None:
     assert event.text == message.message
     assert len(event.entities) == len(message.entities or ())
     assert mapped(wire(message)) == event
+
+
+def test_the_senders_of_a_page_come_from_that_pages_entities() -> None:
+    """Senders are shared within one answer's entities; the next answer's entities name them afresh."""
+    first = {ACTOR: tl.User(id=ACTOR, first_name="Ann"), 7: tl.User(id=7, first_name="Bo", bot=True)}
+    page = [mapped(msg(id=i, from_id=tl.PeerUser(ACTOR if i % 2 else 7)), entities=first) for i in range(1, 5)]
+    assert [e.sender.name if e.sender else None for e in page] == ["Ann", "Bo", "Ann", "Bo"]
+    assert page[0].sender is page[2].sender
+    renamed = {ACTOR: tl.User(id=ACTOR, first_name="Anna", username="anna")}
+    later = mapped(msg(id=5), entities=renamed)
+    assert later.sender == Sender(id=ACTOR, kind=PeerKind.USER, name="Anna", username="anna", is_bot=False)
+    unnamed = mapped(msg(id=6, from_id=tl.PeerUser(9)), entities=renamed)  # not among the answer's users
+    assert unnamed.sender == Sender(id=9, kind=PeerKind.USER)
