@@ -101,3 +101,17 @@ async def test_a_flood_wait_on_the_page_asked_ahead_is_waited_out_and_loses_no_p
     assert seen == expected
     second_page = next(c for c in fake.history_calls if c.offset_id > 1)
     assert second_page.offset_id == expected[99] + 1  # asked again from where the walk stood, not skipped
+
+
+async def test_the_page_ahead_has_reached_telegram_before_a_page_is_handed_out(
+    fake: FakeTelegram, client: TelegramClient
+) -> None:
+    """A caller that maps and commits a page without giving the loop a turn still overlaps the next page's
+    round trip: that request is on the wire, Telegram has it, before the page reaches the caller."""
+    entity = await client.get_entity("@walk")
+    fake.history_calls.clear()
+    arrived: list[int] = []
+    async with contextlib.aclosing(history_pages(client, entity)) as pages:
+        async for _page in pages:
+            arrived.append(len(fake.history_calls))  # read before this task awaits anything
+    assert arrived[:4] == [2, 3, 4, 5]
