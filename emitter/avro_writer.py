@@ -8,8 +8,9 @@ here names a field: a field added to `schemas/*.avsc` (and to its class in `emit
 the next import.
 
 Two shortcuts, both still derived from the schema: a run of fields at their empty value (None, False, the
-empty tuple) is tested together and written as one constant, and an immutable record of scalars that every
-message carries (its `Group`) keeps the bytes of the last object written, reused while that object is.
+empty tuple) is tested together and written as one constant, and an immutable record of scalars outside
+arrays and maps (a message's `Group`, its `Sender`) keeps the bytes of the last object written, reused while
+that object is.
 
 The writer reads the record's Python object directly (`event.group.id`, not `to_avro(event)["group"]["id"]`):
 each Avro record is a class whose attributes carry the field names, enums are `str` values (`StrEnum`s),
@@ -122,10 +123,12 @@ class _Generator:
         self.named: dict[str, Any] = {}
         self.stack: list[str] = []
         self.varying = 0
-        """How many arrays, maps and unions enclose the code being generated.
+        """How many arrays and maps enclose the code being generated.
 
-        Records there (a message's sender, its entities) are built per message, so a cache of the last one
-        would only cost; a record every message has (its group) is shared by the events of one group.
+        Records there (a message's entities) are built per item, so a cache of the last one would only cost.
+        A record every message has (its group) is shared by the events of one group, and so is a record in a
+        union that mapping shares (the sender of a page's messages from one sender); the others in unions
+        (reply headers, forwards) are mostly absent, and a miss costs one copy of their few bytes.
         """
         self.code = _Code()
 
@@ -146,9 +149,7 @@ class _Generator:
         """
         if isinstance(schema, list):
             self.flush(prefix, d)
-            self.varying += 1
             self.union(schema, x, d)
-            self.varying -= 1
             return
         if isinstance(schema, str):
             if schema in _PRIMITIVES:

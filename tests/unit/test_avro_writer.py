@@ -204,6 +204,16 @@ def test_a_cached_group_is_not_confused_with_an_equal_or_another_one() -> None:
         assert specialised_bytes(schema, ev) == fastavro_bytes(schema.parsed, to_avro(ev))
 
 
+def test_a_cached_sender_is_not_confused_with_an_equal_or_another_one_or_none() -> None:
+    """A page's messages from one sender share one Sender object: its bytes are reused inside the optional
+    field, and another Sender object, equal or not, or no sender, is written afresh."""
+    schema = message_schema()
+    senders = [Sender(id=7, name="Ann"), Sender(id=7, name="Ann"), Sender(id=8, username="bo", is_bot=True), None]
+    for n, sender in enumerate([*senders, senders[0], senders[0], None, senders[2], senders[1]]):
+        ev = event(n + 1, sender=sender)
+        assert specialised_bytes(schema, ev) == fastavro_bytes(schema.parsed, to_avro(ev))
+
+
 def test_the_message_schema_gets_a_specialised_writer() -> None:
     """The shipped schema compiles, and Encoder uses the writer rather than fastavro for a typical event."""
     encoder = Encoder()
