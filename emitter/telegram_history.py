@@ -29,7 +29,7 @@ import math
 import struct
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from telethon import types
@@ -66,7 +66,6 @@ _INT: Final = struct.Struct("<i").unpack_from
 _UINT: Final = struct.Struct("<I").unpack_from
 _LONG: Final = struct.Struct("<q").unpack_from
 _ULONG: Final = struct.Struct("<Q").unpack_from
-_TL_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _RawMessagesReader(BinaryReader):  # type: ignore[misc]  # Telethon is untyped
@@ -117,7 +116,8 @@ class _RawMessagesReader(BinaryReader):  # type: ignore[misc]  # Telethon is unt
         return str(self.tgread_bytes(), encoding="utf-8", errors="replace")
 
     def tgread_date(self) -> datetime:
-        return _TL_EPOCH + timedelta(seconds=self.read_int())
+        # The same aware UTC datetime as Telethon's epoch-plus-timedelta, in one C call.
+        return datetime.fromtimestamp(self.read_int(), UTC)
 
     def tgread_object(self) -> Any:
         pos = self.position
