@@ -164,33 +164,35 @@ def write_results(
 
 
 MISSED = """
-- **Backfill throughput (>= 25,000 rec/s, and >= 0.5 x raw aiokafka `send()`).** With the fake Telegram in
-  its own process (over MTProto on TCP, as in production): 9,420 rec/s and 86 us of CPU per record, against
-  raw aiokafka `send()` at 35 us (ratio of rates 0.34, of CPU 0.41), CPU / wall 0.82. This stretch took the
-  emitter from 138 to 86 us a record on the same harness (see 1 backfill): getHistory sent by the walk itself,
-  its answers parsed into Telethon's generated TL classes, cheaper event construction and field reads, the
-  collector tuned while a monitor runs, one page asked ahead. What is left is mostly not ours to cut on one
-  core: Telethon's parsing of each page (24% of the profile), the mapping (18%), the generated Avro writer
-  (8%, about 8 us a record on this CPU, where raw `send()` costs 35 us), the tracker (6%) and aiokafka. The
-  25,000 rec/s figure is 40 us a record here, less than Telethon's parsing plus raw `send()` on this CPU;
-  the issue's machine ran raw `send()` at 14-18 us. To scale past one core, run several emitter instances
-  with disjoint groups (each has its own transactional id): three groups in one process already reach
-  1.25 x one, because the walks wait on Telegram in parallel.
-- **Live p99 at 2,000 msgs/s (<= 250 ms), idle and with a CPU hog: blocked on this machine.** A bare
-  Telethon client with nothing but a Raw handler spends 471 us of CPU per update received over MTProto
-  (decryption, parsing the `Updates` with their users and chats, the session's entity rows, the update loop):
-  2,000 msgs/s of one group is 0.94 of a core before the emitter does anything, so the backlog grows while
-  the posts go on. The emitter's process spends 792 us a live record (1,022 before a channel's messages were
-  mapped from the raw update), sustains 1,136 msgs/s, and p99 is 13 s (22 s with the hog). The batch timeout
-  (20 ms), the transaction (p50 34 ms) and the consumer's fetch (about 0) are not where it goes (per-stage
-  rows). At 200 msgs/s p50 is 31 ms and p99 70 ms. For one group at 2,000 msgs/s, Telethon's receiving would
-  have to leave the emitter's loop (a process of its own per account), or the CPU be about twice this one.
-- **Export backfill (>= 60,000 rec/s).** One event loop does everything for every record: reading and
-  indexing the file, decoding each message's JSON, mapping it (`map_export_message`), encoding it, the
-  tracker, the sink and aiokafka's batches; together several times the 16 us a record that 60,000 rec/s
-  allows, against 5-7 us for raw aiokafka `send_batch()` alone. Mapping and encoding are pure and could run
-  in worker processes fed chunks of the file (in order per group, the loop still committing), but on a
-  2-core machine that also runs the broker there is no core to give them.
+- **Backfill throughput (>= 25,000 rec/s on the Telegram path).** Emitter / raw aiokafka `send()` now holds
+  (0.64 against the 0.5 asked), the rate does not: 22,781 rec/s for one channel (0.91 of the target), 39 us of
+  CPU a record, CPU / wall 0.90, with the fake Telegram in its own process over MTProto on TCP. Three
+  channels in one process reach 26,358 rec/s. One channel cannot use the last tenth of the core: its pages
+  depend on each other (the next offset is this page's last id), so one request runs ahead and no more, and
+  the fake's own 1.4 ms of CPU a page on the second core, shared with the broker, is not always hidden
+  behind the emitter's work. This stretch took the same harness from 14,368 to 22,781 rec/s and 56 to 39 us
+  (fcf6f2b against main, the same hour): the page ahead on the wire before the current one is mapped, a
+  tighter reader under Telethon's generated parsers, one `Sender` a sender a page, inline absent fields,
+  the writer's `Sender` cache. What is left is mostly Telethon's generated `from_reader`s (20% of the
+  profile), mapping (14%) and the sink (13%, the writer included).
+- **Live p99 at 2,000 msgs/s (<= 250 ms), idle and with a CPU hog: missed.** Idle: p99 361 ms (298.5 ms
+  on fcf6f2b the same hour: the spread between runs), p50 83 ms, 1,991 msgs/s sustained; with the hog: p99
+  8.4 s, 1,663 msgs/s sustained. Where it goes (per-stage rows): before Telethon dispatches the update (p99
+  332 ms idle), not the batch timeout (20 ms), the commit (p99 26 ms) or the consumer (p99 25 ms). A bare
+  Telethon client spends 251 us of CPU per update received over MTProto on this CPU (0.50 of a core at
+  2,000 msgs/s), the emitter's process 453 us (0.91 of a core): the loop is nearly saturated, so bursts
+  queue in front of Telethon's dispatch, and with a hog on the other core (the broker, the fake and the
+  probe share it too) the process gets 0.71 of a core and falls behind. The emitter's own half (mapping the
+  raw update, tracker and digest per page, one transaction per about 50 records, the digest's text per
+  commit) is where the next cuts would come from; past that one group at 2,000 msgs/s on a shared node needs
+  Telethon's receiving off the emitter's loop, or a core of its own.
+- **Export backfill (>= 60,000 rec/s).** 22,775 rec/s, 42 us of CPU a record. One event loop does
+  everything for every record: reading and indexing the file, decoding each message's JSON, mapping it
+  (`map_export_message`), encoding it, the tracker, the sink and aiokafka's batches; together several times
+  the 16 us a record that 60,000 rec/s allows, against 2.8 us for raw aiokafka `send_batch()` alone.
+  Mapping and encoding are pure and could run in worker processes fed chunks of the file (in order per group,
+  the loop still committing), but on a 2-core machine that also runs the broker there is no core to give
+  them.
 - **Pages fetched again after a crash (<= 1).** Sources read ahead of the commit (`emitter.max_in_flight`
   events, whole pages) so that fetching overlaps committing; a crash loses the read-ahead, which is fetched
   again (never published twice: duplicates after the restart are 0). Bounding it to one page means one
