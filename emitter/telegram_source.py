@@ -754,10 +754,12 @@ class TelegramSource(Service):
         """Publish what live handlers missed: holes by id (channels), then the tail of history."""
         self.stats.sweeps += 1
         current = cursor(state.group.id)
-        if state.group.type in (GroupType.CHANNEL, GroupType.SUPERGROUP):
+        if state.group.type in (GroupType.CHANNEL, GroupType.SUPERGROUP) and current.above:
             holes = holes_to_fetch(current)
-            if holes:
-                found, returned, empty = await self._fetch_ids(state, holes)
+            if holes is not None:
+                # No holes (live delivered every id above the cursor, the usual case of a busy group) is the
+                # cheapest sweep: the cursor steps over the live run unread and the walk reads the tail alone.
+                found, returned, empty = await self._fetch_ids(state, holes) if holes else ([], set(), set())
                 self.note_progress(state.group)
                 yield Page(state.group, found, walked_to=proven_to(current, returned, empty), peer=state.peer)
         async for page in self._walk(state, cursor, Source.SWEEP):

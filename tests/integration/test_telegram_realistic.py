@@ -349,3 +349,32 @@ async def test_a_sweep_never_steps_over_an_id_telegram_left_out() -> None:
         f"sweep by id: {len(omitted)} ids omitted (first {omitted[0]}); the by-id page moved the cursor "
         f"to {cursors[0]}, the walk to {cursors[-1]}; {len(published)} published, each once"
     )
+
+
+async def test_a_sweep_over_an_unbroken_live_run_reads_only_the_tail() -> None:
+    """Live delivered every id from the cursor to 480 of 500: the sweep fetches nothing by id and reads history
+    from 480 on, once, publishing the 20 above it; the cursor steps over the live run unread."""
+    clock = ScaledClock(SPEED)
+    fake = world(clock, seed=19)
+    channel = fake.add_channel("Busy", username="busy", megagroup=True)
+    fake.post_many(channel, 500)
+    gid = fake.peer_id(channel)
+    ids = fake.message_ids(channel)
+    live_top = ids[-21]
+    tracker = Tracker({gid: GroupCursor(gid, cursor=ids[9], above=((ids[10], live_top),))})
+    source = TelegramSource(fake.client(**client_options()), ["@busy"], timer=clock, own_client=True)
+    published: list[int] = []
+    async with source:
+        await source.groups()
+        fake.reset_counters()
+        with requests_for(gid, Priority.SWEEP):
+            async for page in source._sweep(source.live.followed[gid], tracker.cursor):
+                events, _ = tracker.accept(page)
+                published += [e.message_id for e in events]
+    walks = [c for c in fake.history_calls if c.peer == gid]
+    assert fake.request_counts["channels.GetMessagesRequest"] == 0, "the sweep fetched ids live had delivered"
+    read = [i for c in walks for i in c.returned_ids]
+    assert sorted(read) == ids[-20:], f"the walk read {len(read)} messages, not the 20 above the live run"
+    assert sorted(published) == ids[-20:]
+    assert tracker.cursor(gid).cursor == ids[-1] and not tracker.cursor(gid).above
+    print(f"sweep over a live run to {live_top}: {len(walks)} history requests, {len(published)} published")
