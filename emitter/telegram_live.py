@@ -29,6 +29,7 @@ from emitter.cursor import PeerRef
 from emitter.digest import EMPTY, Digest
 from emitter.records import EventType, Group, GroupType, MessageEvent, PeerKind, Source, marked_id
 from emitter.telegram_mapping import map_deleted, map_message
+from emitter.telegram_updates import coalesce_updates
 
 log = logging.getLogger("emitter.telegram")
 
@@ -195,6 +196,7 @@ class LiveDispatch:
         ]
         for callback, event in self._handlers:
             self.client.add_event_handler(callback, event)
+        coalesce_updates(self.client)
         self._hook_reconnects()
 
     def stop(self) -> None:
