@@ -10,8 +10,9 @@ never late by more than 20 ms.
 So containers that Telegram itself could have sent as one are merged as they are queued: plain `updates`
 with no `seq` (channel boxes and other pts-numbered changes, which a container does not order by `seq`),
 every update in them numbered by pts, none an answer to the account's own request. Telethon then checks
-and applies their pts one by one as it does for any container, in the same order, so gaps, duplicates and
-entities are handled as before; it only takes them in one turn.
+and applies their pts one by one as it does for any container, in the same order, so gaps and duplicates are
+handled as before; it only takes them in one turn. As in any container of several updates, each update's
+entities are the container's: a user renamed within one merged burst is seen with the newer name.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ def _mergeable(item: Any) -> bool:
     )
 
 
+def _newest(earlier: list[Any], later: list[Any]) -> list[Any]:
+    """`earlier + later` without the entities `later` has again: every container of a burst carries its author and
+    its chat, and Telethon's caches keep the last of each anyway (`min` ones apart, so they are kept apart)."""
+    if not earlier:
+        return later
+    again = {(type(e), e.id, getattr(e, "min", False)) for e in later}
+    return [e for e in earlier if (type(e), e.id, getattr(e, "min", False)) not in again] + later
+
+
 class CoalescingQueue(asyncio.Queue[Any]):
     """An `asyncio.Queue` that merges a mergeable container into the mergeable one queued last."""
 
@@ -47,8 +57,8 @@ class CoalescingQueue(asyncio.Queue[Any]):
             if _mergeable(last) and len(last.updates) + len(item.updates) <= MAX_MERGED:
                 queue[-1] = types.Updates(
                     updates=[*last.updates, *item.updates],
-                    users=[*last.users, *item.users],
-                    chats=[*last.chats, *item.chats],
+                    users=_newest(last.users, item.users),
+                    chats=_newest(last.chats, item.chats),
                     date=max(last.date, item.date),
                     seq=0,
                 )

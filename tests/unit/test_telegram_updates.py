@@ -42,7 +42,7 @@ def test_containers_queued_behind_one_another_are_taken_as_one_in_their_order() 
     queue.put_nowait(_container(_new(1, 11, 101), _new(1, 12, 102), second=2))
     (merged,) = _drain(queue)
     assert [(u.message.peer_id.channel_id, u.pts) for u in merged.updates] == [(1, 100), (2, 40), (1, 101), (1, 102)]
-    assert [c.id for c in merged.chats] == [1, 2, 1]
+    assert [c.id for c in merged.chats] == [2, 1]  # each chat once, where it was seen last
     assert merged.date == DATE.replace(second=3) and merged.seq == 0
 
 
@@ -134,3 +134,15 @@ async def test_a_burst_reaches_handlers_complete_in_order_in_fewer_turns(drop: f
     assert (fake.faults.dropped_updates > 0) == (drop > 0)
     assert takes <= len(posted) // 10, f"the update loop took {takes} turns for {len(posted)} containers"
     print(f"drop {drop:.0%}: {len(posted)} pushed, {fake.faults.dropped_updates} lost, taken in {takes} turns")
+
+
+def test_entities_a_later_container_carries_again_are_kept_once_the_newest() -> None:
+    ann = types.User(5, access_hash=1, first_name="Ann")
+    ann_renamed = types.User(5, access_hash=1, first_name="Ann Lee")
+    ann_min = types.User(5, min=True, first_name="Ann")
+    bob = types.User(6, access_hash=2, first_name="Bob")
+    queue = CoalescingQueue()
+    for users in ([ann, bob], [ann_min], [ann_renamed]):
+        queue.put_nowait(types.Updates([_new(1, 10, 100)], users=users, chats=[], date=DATE, seq=0))
+    (merged,) = _drain(queue)
+    assert merged.users == [bob, ann_min, ann_renamed]
