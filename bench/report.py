@@ -164,35 +164,23 @@ def write_results(
 
 
 MISSED = """
-- **Backfill throughput (>= 25,000 rec/s on the Telegram path).** Emitter / raw aiokafka `send()` now holds
-  (0.64 against the 0.5 asked), the rate does not: 22,781 rec/s for one channel (0.91 of the target), 39 us of
-  CPU a record, CPU / wall 0.90, with the fake Telegram in its own process over MTProto on TCP. Three
-  channels in one process reach 26,358 rec/s. One channel cannot use the last tenth of the core: its pages
-  depend on each other (the next offset is this page's last id), so one request runs ahead and no more, and
-  the fake's own 1.4 ms of CPU a page on the second core, shared with the broker, is not always hidden
-  behind the emitter's work. This stretch took the same harness from 14,368 to 22,781 rec/s and 56 to 39 us
-  (fcf6f2b against main, the same hour): the page ahead on the wire before the current one is mapped, a
-  tighter reader under Telethon's generated parsers, one `Sender` a sender a page, inline absent fields,
-  the writer's `Sender` cache. What is left is mostly Telethon's generated `from_reader`s (20% of the
-  profile), mapping (14%) and the sink (13%, the writer included).
-- **Live p99 at 2,000 msgs/s (<= 250 ms), idle and with a CPU hog: missed.** Idle: p99 361 ms (298.5 ms
-  on fcf6f2b the same hour: the spread between runs), p50 83 ms, 1,991 msgs/s sustained; with the hog: p99
-  8.4 s, 1,663 msgs/s sustained. Where it goes (per-stage rows): before Telethon dispatches the update (p99
-  332 ms idle), not the batch timeout (20 ms), the commit (p99 26 ms) or the consumer (p99 25 ms). A bare
-  Telethon client spends 251 us of CPU per update received over MTProto on this CPU (0.50 of a core at
-  2,000 msgs/s), the emitter's process 453 us (0.91 of a core): the loop is nearly saturated, so bursts
-  queue in front of Telethon's dispatch, and with a hog on the other core (the broker, the fake and the
-  probe share it too) the process gets 0.71 of a core and falls behind. The emitter's own half (mapping the
-  raw update, tracker and digest per page, one transaction per about 50 records, the digest's text per
-  commit) is where the next cuts would come from; past that one group at 2,000 msgs/s on a shared node needs
-  Telethon's receiving off the emitter's loop, or a core of its own.
-- **Export backfill (>= 60,000 rec/s).** 22,775 rec/s, 42 us of CPU a record. One event loop does
-  everything for every record: reading and indexing the file, decoding each message's JSON, mapping it
-  (`map_export_message`), encoding it, the tracker, the sink and aiokafka's batches; together several times
-  the 16 us a record that 60,000 rec/s allows, against 2.8 us for raw aiokafka `send_batch()` alone.
+- **Backfill throughput (>= 25,000 rec/s on the Telegram path): holds on a fast hour, not on a slow one.**
+  32,689 rec/s and 28 us of CPU a record in the table (00:21 UTC), 22,781 rec/s and 39 us (0.91 of the
+  target) at 17:25 UTC the day before, with no change to the backfill path in between: emitter / raw
+  aiokafka `send()` is 0.64 in both (the 0.5 asked holds), raw `send()` 13 against 19 us a record, i.e. this
+  machine's CPU ran a third faster. One channel cannot use the last tenth of the core (CPU / wall 0.89): its
+  pages depend on each other (the next offset is this page's last id), so one request runs ahead and no
+  more. What is left is mostly Telethon's generated `from_reader`s (20% of the profile), mapping (14%) and
+  the sink (13%, the writer included).
+- **Export backfill (>= 60,000 rec/s).** 27,971 rec/s and 34 us of CPU a record in the table (08:48 UTC);
+  39,744 rec/s and 24 us on a faster hour (00:23 UTC, the same code): 0.47-0.66 of the target. The Kafka
+  side is not what is missing: with the events mapped before the clock, the same monitor, tracker, encoder
+  and sink run 93,000 rec/s (8.3 us a record). Loading the file (4-5 us a record) and decoding and mapping
+  each message (about 15 us) do not fit in the 16.7 us a record that 60,000 rec/s allows, all on one event
+  loop; decoding into typed structs instead of dicts measured no gain (the cost is building the records).
   Mapping and encoding are pure and could run in worker processes fed chunks of the file (in order per group,
-  the loop still committing), but on a 2-core machine that also runs the broker there is no core to give
-  them.
+  the loop still tracking and committing): at about 20 us a record, 1.2 cores of them besides the loop and
+  the broker, more than this 2-core machine has. Not built for that reason.
 - **Pages fetched again after a crash (<= 1).** Sources read ahead of the commit (`emitter.max_in_flight`
   events, whole pages) so that fetching overlaps committing; a crash loses the read-ahead, which is fetched
   again (never published twice: duplicates after the restart are 0). Bounding it to one page means one
