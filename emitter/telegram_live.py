@@ -217,7 +217,8 @@ class LiveDispatch:
             # `_on_raw` ran first and moved `state.pts` to this update if it continued the position.
             if state.catch_up or state.pts != pts:
                 return
-            event = replace(event, pts=pts)
+            if event.pts != pts:  # mapped without it (`dataclasses.replace` is three times a new event's cost)
+                event = replace(event, pts=pts)
         size = _EVENT_OVERHEAD + len(event.text) * 2
         if not self.budget.take(size):
             self.stats.live_overflows += 1
@@ -331,6 +332,7 @@ class LiveDispatch:
                 source=Source.LIVE,
                 ingest_time=self._clock(),
                 entities=getattr(update, "_entities", None),
+                pts=_pts_of(update)[0],
             )
             self._offer(state, mapped, update)
         except Exception:

@@ -828,6 +828,7 @@ def _map(
     event_type: EventType,
     *,
     entities: Mapping[int, TLObject] | None,
+    pts: int | None,
 ) -> MessageEvent:
     extra: dict[str, str] = {}
     class_name = type(message).__name__
@@ -887,6 +888,7 @@ def _map(
         is_post=post,
         action=None if action is None else _action(action, sender, reply),
         extra=extra,
+        pts=pts,
     )
 
 
@@ -898,6 +900,7 @@ def map_message(
     ingest_time: datetime,
     event_type: EventType = EventType.NEW,
     entities: Mapping[int, TLObject] | None = None,
+    pts: int | None = None,
 ) -> MessageEvent:
     """The `MessageEvent` of a Telethon message (`Message`, `MessageService` or Telethon's custom Message).
 
@@ -912,9 +915,10 @@ def map_message(
         event_type: NEW, or EDIT for a later version of the message.
         entities: the users and chats of the answer the message came in, by marked id, for a message Telethon
             has not finished (a raw getHistory page): where its sender's name is found.
+        pts: the group's update position after this message, for one that came from the update stream.
     """
     try:
-        return _map(message, group, source, ingest_time, event_type, entities=entities)
+        return _map(message, group, source, ingest_time, event_type, entities=entities, pts=pts)
     except Exception as e:
         # One unmappable message must not stall its group: emit what is safe, with the error in extra.
         return MessageEvent(
@@ -925,6 +929,7 @@ def map_message(
             ingest_time=ingest_time,
             date=_utc(getattr(message, "date", None)),
             extra={"mapping_error": _bounded(_str(f"{type(e).__name__}: {e}") or type(e).__name__)},
+            pts=pts,
         )
 
 

@@ -574,6 +574,12 @@ def test_action_text_is_bounded() -> None:
     assert "; data=ddd" in event.action.text
 
 
+def test_update_position_is_set_when_given_and_absent_otherwise() -> None:
+    """A live message mapped with its update's pts carries it, so no copy of the event is needed to add it."""
+    assert mapped(service(tl.MessageActionChatEditTitle(title="T")), pts=4242).pts == 4242
+    assert mapped(service(tl.MessageActionChatEditTitle(title="T"))).pts is None
+
+
 def test_anonymous_channel_service_message_has_no_actor() -> None:
     """A channel's service message without from_id has no actor."""
     event = mapped(service(tl.MessageActionChatEditTitle(title="T"), from_id=None, post=True))
