@@ -178,9 +178,9 @@ MISSED = """
   2,000 msgs/s at 370 us a record is 0.74 of a core; beside the hog, the fake, the probe and the broker on
   two cores the emitter got 0.66 and waited 0.32 on the run queue, so updates queued in front of Telethon's
   dispatch. About 60% of the emitter's CPU per live record is Telethon's own receiving (the bare client's
-  share); the emitter's remaining cuts are a few percent each (a `dataclasses.replace` per event for its pts,
-  3%; acknowledgements sent one by one, part of 11%). One busy group on a busy 2-core node needs Telethon's
-  receiving off the emitter's loop, or a core of its own.
+  share); the emitter's remaining cuts are a few percent each (the `dataclasses.replace` per event for its
+  pts, 3%, is gone since; acknowledgements sent one by one are part of 11%). One busy group on a busy 2-core
+  node needs Telethon's receiving off the emitter's loop, or a core of its own.
 - **Export backfill (>= 60,000 rec/s).** 27,971 rec/s and 34 us of CPU a record in the table (08:48 UTC);
   39,744 rec/s and 24 us on a faster hour (00:23 UTC, the same code): 0.47-0.66 of the target. The Kafka
   side is not what is missing: with the events mapped before the clock, the same monitor, tracker, encoder
